@@ -1,0 +1,98 @@
+"""Iris (scikit-learn's copy, no download) for the five tabular experiments of seeds 000 and 002."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+from datamodules.tensor import Split, TensorDataModule
+from lightning_models.checks import check_choice, check_fraction
+
+TARGETS = ("species", "petal_width", "features")
+SPLITS = ("odd_even", "stratified")
+
+
+class IrisDataModule(TensorDataModule):
+    """Iris as tensors.
+
+    Args:
+        target: ``species`` (3 classes from the 4 measurements), ``petal_width`` (regressed from
+            the other three), or ``features`` (all four, for the autoencoder; targets are the raw
+            measurements so reconstruction error is in cm^2 whatever the input scaling).
+        split: ``odd_even``: the seeds' split, odd rows train (75), even rows test (75);
+            ``stratified``: a seeded stratified split with ``test_fraction`` of the rows as test.
+        val_fraction: part of the training rows held out, stratified by species, for validation.
+            ``0`` keeps every training row for training, as the seeds do; validation then runs on
+            the training rows, so ``val/*`` metrics are the seeds' train metrics.
+        test_fraction: test share for ``stratified``.
+        batch_size, standardize, seed: see ``TensorDataModule``.
+
+    Example: ``IrisDataModule(target="petal_width", val_fraction=0.2)``.
+    """
+
+    def __init__(
+        self,
+        target: Literal["species", "petal_width", "features"] = "species",
+        split: Literal["odd_even", "stratified"] = "odd_even",
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.5,
+        batch_size: int | None = None,
+        standardize: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed)
+        check_choice("target", target, TARGETS)
+        check_choice("split", split, SPLITS)
+        check_fraction("val_fraction", val_fraction)
+        check_fraction("test_fraction", test_fraction, allow_zero=False)
+        self.target, self.split, self.val_fraction, self.test_fraction = target, split, val_fraction, test_fraction
+        self.class_names = list(load_iris().target_names)
+
+    @property
+    def num_features(self) -> int:
+        return 3 if self.target == "petal_width" else 4
+
+    @property
+    def num_outputs(self) -> int:
+        return {"species": 3, "petal_width": 1, "features": 4}[self.target]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All 150 rows: ``(inputs, targets, species)`` as numpy arrays, before any scaling."""
+        iris = load_iris()
+        data, species = iris.data.astype(np.float32), iris.target.astype(np.int64)
+        if self.target == "species":
+            return data, species, species
+        if self.target == "petal_width":
+            return data[:, :3], data[:, 3:], species
+        return data, data, species
+
+    def row_indices(self) -> dict[str, np.ndarray]:
+        """Row numbers of each split; seeded, disjoint, and covering all 150 rows."""
+        _, _, species = self.arrays()
+        rows = np.arange(len(species))
+        if self.split == "odd_even":
+            train, test = rows[rows % 2 == 1], rows[rows % 2 == 0]
+        else:
+            train, test = train_test_split(
+                rows, test_size=self.test_fraction, stratify=species, random_state=self.seed
+            )
+        val = train
+        if self.val_fraction > 0:
+            train, val = train_test_split(
+                train, test_size=self.val_fraction, stratify=species[train], random_state=self.seed
+            )
+        return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+    def load_splits(self) -> dict[str, Split]:
+        inputs, targets, _ = self.arrays()
+        inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
+        return {name: (inputs_t[rows], targets_t[rows]) for name, rows in self.row_indices().items()}
+
+    def labelled_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every flower's (scaled) inputs and its species, for panels such as the latent-code plot."""
+        inputs, _, species = self.arrays()
+        return self.scale(torch.from_numpy(inputs)), torch.from_numpy(species)

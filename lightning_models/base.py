@@ -1,0 +1,135 @@
+"""Training concerns shared by every task module: optimizer, schedule, the update loop, logging."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MetricCollection
+
+from lightning_models.checks import ConfigError, check_choice, check_positive
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = (None, "cosine", "onecycle")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class TaskModule(pl.LightningModule):
+    """Base of the task modules: subclasses build a net and metrics and define ``model_step``.
+
+    Args:
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr: learning rate (> 0). weight_decay, momentum: passed to the optimizer (momentum: SGD only).
+        scheduler: ``None``, ``cosine`` (to zero over the run) or ``onecycle``; stepped every update.
+        updates_per_step: optimizer updates per Lightning training step on the same batch. For tiny
+            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the
+            update itself; ``updates_per_step=100`` runs 100 plain updates per step. ``max_steps``
+            and ``global_step`` still count optimizer updates; an epoch then holds
+            ``batches * updates_per_step`` updates, and train metrics come from the last update
+            of each step.
+
+    Optimization is manual (``automatic_optimization = False``) so that one loop serves both cases.
+    """
+
+    monitor: str = "val/loss"
+
+    def __init__(
+        self,
+        optimizer: Literal["sgd", "adam", "adamw"] = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        scheduler: Literal["cosine", "onecycle"] | None = None,
+        updates_per_step: int = 1,
+    ) -> None:
+        super().__init__()
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_choice("scheduler", scheduler, SCHEDULERS)
+        check_positive("lr", lr)
+        check_positive("updates_per_step", updates_per_step, integer=True)
+        if weight_decay < 0 or momentum < 0:
+            raise ConfigError(f"weight_decay={weight_decay!r}, momentum={momentum!r}: both must be >= 0.")
+        self.automatic_optimization = False
+        # Called here, it also records the arguments of the subclass whose __init__ called us.
+        self.save_hyperparameters()
+
+    def init_metrics(self, metrics: MetricCollection) -> None:
+        """One torchmetrics collection per stage, so epoch reduction never mixes stages."""
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        for _ in range(self.hparams.updates_per_step):
+            loss, predictions, targets = self.model_step(batch)
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        self._check_finite(loss, batch_idx)
+        self._log_stage("train", loss, predictions, targets)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate("val", batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(inputs)
+
+    def _evaluate(self, stage: str, batch: Any) -> dict[str, torch.Tensor]:
+        loss, predictions, targets = self.model_step(batch)
+        self._log_stage(stage, loss, predictions, targets)
+        # Returned so that panel callbacks can draw without running the model again.
+        return {"loss": loss, "predictions": predictions.detach(), "targets": targets}
+
+    def _log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        metrics.update(predictions.detach(), targets)
+        batch_size = len(targets)
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        # On an accelerator the check is a host sync: do it every 50 steps there, every step on CPU.
+        if loss.device.type != "cpu" and batch_idx % 50:
+            return
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}). The usual cause is a learning rate "
+                f"that is too high for this model (lr={self.hparams.lr}); try a smaller --model.init_args.lr, "
+                "feature standardisation, or gradient clipping."
+            )
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        options: dict[str, float] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.optimizer == "sgd":
+            options["momentum"] = hp.momentum
+        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **options)
+        if hp.scheduler is None:
+            return optimizer
+        total_updates = int(self.trainer.estimated_stepping_batches)
+        if self.trainer.max_steps == -1:  # counted in batches: each runs updates_per_step updates
+            total_updates *= hp.updates_per_step
+        if hp.scheduler == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_updates)
+        else:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total_updates)
+        # Stepped by hand in training_step (manual optimization); "step" tells LearningRateMonitor.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

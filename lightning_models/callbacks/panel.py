@@ -1,0 +1,97 @@
+"""Base of the TensorBoard panel callbacks: collect a stage's predictions, draw once at its end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # panels are drawn off-screen, also on machines with a display
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
+
+
+def tensorboard_writer(trainer: pl.Trainer) -> Any | None:
+    """The SummaryWriter of the trainer's TensorBoard logger, or None (with one warning)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    rank_zero_warn("Panel callbacks draw to TensorBoard only; no TensorBoardLogger is configured.")
+    return None
+
+
+class PredictionPanel(pl.Callback):
+    """Collects the ``predictions`` and ``targets`` that ``validation_step``/``test_step`` return
+    and, at the end of the stage, logs the figure ``draw`` makes as ``<stage>/<tag>``.
+
+    Args:
+        every_n_epochs: draw after every n-th validation run (test runs always draw).
+        max_rows: keep at most this many rows, so memory stays bounded on large datasets.
+
+    Skips the sanity check and non-zero ranks. Subclasses implement ``draw``.
+    """
+
+    tag = "panel"
+
+    def __init__(self, every_n_epochs: int = 1, max_rows: int = 20_000) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.max_rows = max_rows
+        self._rows: list[dict[str, torch.Tensor]] = []
+        self._count = 0
+
+    def active(self, trainer: pl.Trainer, stage: str) -> bool:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return False
+        return stage == "test" or (trainer.current_epoch + 1) % self.every_n_epochs == 0
+
+    def collect(self, batch: Any, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What to keep of one batch; subclasses may add the inputs."""
+        return {"predictions": outputs["predictions"], "targets": outputs["targets"]}
+
+    def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
+        raise NotImplementedError
+
+    def _start(self, trainer: pl.Trainer, stage: str) -> None:
+        self._rows, self._count = [], 0
+
+    def _batch(self, trainer: pl.Trainer, stage: str, batch: Any, outputs: Any) -> None:
+        if not self.active(trainer, stage) or self._count >= self.max_rows or not isinstance(outputs, dict):
+            return
+        kept = {key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
+                for key, value in self.collect(batch, outputs).items()}
+        self._rows.append(kept)
+        self._count += len(kept["targets"])
+
+    def _end(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
+        if not self.active(trainer, stage) or not self._rows:
+            return
+        writer = tensorboard_writer(trainer)
+        if writer is None:
+            return
+        rows = {key: torch.cat([part[key] for part in self._rows]) for key in self._rows[0]}
+        figure = self.draw(trainer, module, rows)
+        writer.add_figure(f"{stage}/{self.tag}", figure, global_step=trainer.global_step, close=True)
+        writer.flush()
+        self._rows = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(trainer, "val")
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start(trainer, "test")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        self._batch(trainer, "val", batch, outputs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        self._batch(trainer, "test", batch, outputs)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._end(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._end(trainer, pl_module, "test")

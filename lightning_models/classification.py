@@ -1,0 +1,87 @@
+"""Classification with an MLP or the Fashion-MNIST CNN; the seeds' MSE-on-one-hot as an option."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from lightning_models.base import TaskModule
+from lightning_models.checks import check_choice
+from lightning_models.nets import MLP, FashionCNN
+
+OUTPUTS = {
+    "identity": lambda logits: logits,
+    "sigmoid": torch.sigmoid,
+    "softmax": lambda logits: torch.softmax(logits, dim=-1),
+    # Seed 000's logistic regression: a sigmoid, then a softmax over the squashed values.
+    "sigmoid_softmax": lambda logits: torch.softmax(torch.sigmoid(logits), dim=-1),
+}
+
+
+class ClassificationModule(TaskModule):
+    """Multiclass classifier. Metrics: ``acc`` and macro ``f1`` per stage.
+
+    Args:
+        num_features, num_outputs: input size and number of classes (linked from the datamodule).
+        net: ``mlp`` (tabular data) or ``fashion_cnn`` (1x28x28 images, seed 004).
+        hidden_sizes, activation, negative_slope: the MLP's shape (``[]``: logistic regression).
+        dropout: dropout of ``fashion_cnn``.
+        loss: ``cross_entropy`` (on logits), or ``mse_onehot``: the seeds' mean squared error
+            between ``output_activation(logits)`` and one-hot targets.
+        output_activation: applied before ``mse_onehot``: ``softmax``, ``sigmoid``,
+            ``sigmoid_softmax`` (seed 000) or ``identity``. Ignored by ``cross_entropy``.
+        **kwargs: optimizer settings of ``TaskModule``.
+
+    To use another net, subclass and override ``build_net``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_outputs: int,
+        net: Literal["mlp", "fashion_cnn"] = "mlp",
+        hidden_sizes: list[int] | None = None,
+        activation: str = "relu",
+        negative_slope: float = 0.01,
+        dropout: float = 0.25,
+        loss: Literal["cross_entropy", "mse_onehot"] = "cross_entropy",
+        output_activation: Literal["identity", "sigmoid", "softmax", "sigmoid_softmax"] = "softmax",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_choice("net", net, ("mlp", "fashion_cnn"))
+        check_choice("loss", loss, ("cross_entropy", "mse_onehot"))
+        check_choice("output_activation", output_activation, OUTPUTS)
+        self.net = self.build_net()
+        metrics = {
+            "acc": MulticlassAccuracy(num_classes=num_outputs, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_outputs, average="macro"),
+        }
+        self.init_metrics(MetricCollection(metrics))
+
+    def build_net(self) -> nn.Module:
+        hp = self.hparams
+        if hp.net == "fashion_cnn":
+            return FashionCNN(num_classes=hp.num_outputs, dropout=hp.dropout)
+        return MLP(hp.num_features, hp.num_outputs, hp.hidden_sizes or [], hp.activation, hp.negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores: logits for cross-entropy, the squashed outputs for ``mse_onehot``."""
+        logits = self.net(x)
+        if self.hparams.loss == "mse_onehot":
+            return OUTPUTS[self.hparams.output_activation](logits)
+        return logits
+
+    def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        scores = self(inputs)
+        if self.hparams.loss == "cross_entropy":
+            loss = F.cross_entropy(scores, targets)
+        else:
+            loss = F.mse_loss(scores, F.one_hot(targets, self.hparams.num_outputs).to(scores.dtype))
+        return loss, scores, targets

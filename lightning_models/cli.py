@@ -1,0 +1,128 @@
+"""The template's LightningCLI: ``python scripts/train.py fit --config configs/<experiment>.yaml``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from jsonargparse import Namespace
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.cli import LightningCLI
+
+from lightning_models.checks import ConfigError
+
+LOG_ROOT = "lightning_logs"
+
+
+def library_versions() -> dict[str, str]:
+    import torchmetrics
+    import torchvision
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pytorch_lightning": pl.__version__,
+        "torchmetrics": torchmetrics.__version__,
+    }
+
+
+class TemplateCLI(LightningCLI):
+    """LightningCLI with the template's defaults.
+
+    - models and datamodules are chosen by class path (``--model my_pkg.MyModule``); the
+      datamodule's ``num_features``/``num_outputs`` are linked into the model's arguments;
+    - TensorBoard logs under ``lightning_logs/<experiment_name>/version_N``;
+    - a ``checkpoint`` group (ModelCheckpoint): best by ``val/loss`` and last;
+    - after ``fit``, the best checkpoint is validated and tested (``--test_after_fit false``
+      skips it) and ``metrics.json`` is written into the run's log directory.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.started = time.perf_counter()
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {"callbacks": [RichProgressBar()]})
+        super().__init__(
+            pl.LightningModule, pl.LightningDataModule, *args,
+            subclass_mode_model=True, subclass_mode_data=True, **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--experiment_name", type=str, default=None,
+                            help="Run folder under lightning_logs/ (default: the config file's name).")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="After fit, validate and test the best checkpoint and write metrics.json.")
+        parser.link_arguments("data.num_features", "model.init_args.num_features", apply_on="instantiate")
+        parser.link_arguments("data.num_outputs", "model.init_args.num_outputs", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/loss",
+            "checkpoint.mode": "min",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-epoch{epoch}-step{step}",
+            "checkpoint.auto_insert_metric_name": False,
+            "checkpoint.save_on_train_epoch_end": False,
+        })
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.experiment_name is None:
+            paths = config.get("config") or []
+            config.experiment_name = Path(str(paths[0])).stem if paths else "default"
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = Namespace(
+                class_path="pytorch_lightning.loggers.TensorBoardLogger",
+                init_args=Namespace(save_dir=LOG_ROOT, name=config.experiment_name, default_hp_metric=False),
+            )
+
+    def after_fit(self) -> None:
+        config = self.config[self.subcommand]
+        trainer, model, datamodule = self.trainer, self.model, self.datamodule
+        train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        results: dict[str, Any] = {"train": train_metrics}
+        if config.test_after_fit:
+            # fast_dev_run saves no checkpoint: then the weights in memory are evaluated.
+            results["val"] = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+            results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        record = {
+            "experiment": config.experiment_name,
+            "config": [str(path) for path in config.get("config") or []],
+            "seed": config.seed_everything,
+            "wall_time_s": round(time.perf_counter() - self.started, 3),
+            "global_step": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
+            "versions": library_versions(),
+            **results,
+        }
+        if trainer.is_global_zero:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            (log_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+            final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("val", "test")
+                     for k, v in results.get(stage, {}).items()}
+            if trainer.logger is not None and final:
+                trainer.logger.log_hyperparams(model.hparams, {f"final_{k}": v for k, v in final.items()})
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))
+            print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one line."""
+    try:
+        TemplateCLI(args=args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

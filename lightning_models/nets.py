@@ -1,0 +1,115 @@
+"""Plain ``nn.Module`` architectures. No Lightning here: every net is usable and testable on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lightning_models.checks import check_choice, check_positive
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity")
+
+
+def make_activation(name: str, negative_slope: float = 0.01) -> nn.Module:
+    """The activation called ``name``; ``negative_slope`` is used by ``leaky_relu`` only."""
+    check_choice("activation", name, ACTIVATIONS)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(negative_slope)
+    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}[name]()
+
+
+class MLP(nn.Sequential):
+    """Fully connected net: ``in_features -> hidden_sizes... -> out_features``.
+
+    With no hidden layers it is a linear model. ``activation`` follows every hidden layer;
+    ``output_activation`` (default none) follows the last layer, as in seed 001's net, which
+    applies leaky ReLU to its output too.
+
+    Example: ``MLP(4, 3, hidden_sizes=[6], activation="sigmoid")`` is seed 000's 4-6-3 net.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_sizes: Sequence[int] = (),
+        activation: str = "relu",
+        negative_slope: float = 0.01,
+        output_activation: str = "identity",
+    ) -> None:
+        sizes = [in_features, *hidden_sizes, out_features]
+        for index, size in enumerate(sizes):
+            label = "in_features" if index == 0 else "out_features" if index == len(sizes) - 1 else "hidden_sizes"
+            check_positive(label, size, integer=True)
+        layers: list[nn.Module] = []
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fan_in, fan_out))
+            is_last = index == len(sizes) - 2
+            name = output_activation if is_last else activation
+            if name != "identity":
+                layers.append(make_activation(name, negative_slope))
+        super().__init__(*layers)
+
+
+class AutoEncoder(nn.Module):
+    """Encoder ``in_features -> hidden_sizes -> latent_size`` and its mirror image as decoder.
+
+    ``latent_activation`` squashes the code (seed 000 uses a sigmoid); ``encode`` returns it.
+
+    Example: ``AutoEncoder(4, 2, latent_activation="sigmoid")`` is seed 000's 4-2-4 net.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        latent_size: int = 2,
+        hidden_sizes: Sequence[int] = (),
+        activation: str = "relu",
+        latent_activation: str = "sigmoid",
+        out_features: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = MLP(in_features, latent_size, hidden_sizes, activation, output_activation=latent_activation)
+        self.decoder = MLP(latent_size, out_features or in_features, list(reversed(hidden_sizes)), activation)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class FashionCNN(nn.Module):
+    """Seed 004's Fashion-MNIST CNN for 1x28x28 images.
+
+    [conv 1->32 3x3 pad 1, BatchNorm, ReLU, maxpool 2] -> [conv 32->64 3x3, BatchNorm, ReLU,
+    maxpool 2] -> flatten 2304 -> Linear 600 -> dropout -> Linear 120 -> ReLU -> Linear classes.
+    The seed's ``Dropout2d`` on a flat tensor is deprecated; plain dropout does what it meant.
+    """
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1) -> None:
+        super().__init__()
+        check_positive("num_classes", num_classes, integer=True)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=3),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 6 * 6, 600),
+            nn.Dropout(dropout),
+            nn.Linear(600, 120),
+            nn.ReLU(),
+            nn.Linear(120, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
