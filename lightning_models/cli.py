@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from jsonargparse import Namespace
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from lightning_models.checks import ConfigError
@@ -47,7 +47,6 @@ class TemplateCLI(LightningCLI):
         self.started = time.perf_counter()
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("trainer_defaults", {"callbacks": [RichProgressBar()]})
         super().__init__(
             pl.LightningModule, pl.LightningDataModule, *args,
             subclass_mode_model=True, subclass_mode_data=True, **kwargs,
@@ -75,6 +74,11 @@ class TemplateCLI(LightningCLI):
         if config.experiment_name is None:
             paths = config.get("config") or []
             config.experiment_name = Path(str(paths[0])).stem if paths else "default"
+        callbacks = config.trainer.callbacks or []
+        if config.trainer.enable_progress_bar is not False and not any(
+            "ProgressBar" in str(callback.class_path) for callback in callbacks
+        ):
+            config.trainer.callbacks = [*callbacks, Namespace(class_path="pytorch_lightning.callbacks.RichProgressBar")]
         if config.trainer.logger in (None, True):
             config.trainer.logger = Namespace(
                 class_path="pytorch_lightning.loggers.TensorBoardLogger",
@@ -87,6 +91,8 @@ class TemplateCLI(LightningCLI):
         train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+        # Read before validate/test: loading a checkpoint restores the callback's older state.
+        last = checkpoint.last_model_path if checkpoint is not None and checkpoint.last_model_path else None
         results: dict[str, Any] = {"train": train_metrics}
         if config.test_after_fit:
             # fast_dev_run saves no checkpoint: then the weights in memory are evaluated.
@@ -100,7 +106,7 @@ class TemplateCLI(LightningCLI):
             "wall_time_s": round(time.perf_counter() - self.started, 3),
             "global_step": trainer.global_step,
             "epochs": trainer.current_epoch,
-            "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
+            "checkpoints": {key: str(Path(path).resolve()) if path else None for key, path in (("best", best), ("last", last))},
             "versions": library_versions(),
             **results,
         }
@@ -119,9 +125,23 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one line."""
     try:
         TemplateCLI(args=args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except ValueError as error:
+        cause = config_error_in(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def config_error_in(error: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind ``error``; jsonargparse wraps errors raised while instantiating."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from datamodules import IrisDataModule, TensorBatches, TensorDataModule
+from lightning_models.checks import ConfigError
+
+
+def test_odd_even_split_is_the_seeds_split():
+    dm = IrisDataModule(val_fraction=0.0)
+    rows = dm.row_indices()
+    assert list(rows["test"]) == list(range(0, 150, 2))
+    assert list(rows["train"]) == list(range(1, 150, 2))
+    assert list(rows["val"]) == list(rows["train"])  # no validation part: validate on train rows
+
+
+@pytest.mark.parametrize("split", ["odd_even", "stratified"])
+def test_validation_part_is_disjoint_seeded_and_stratified(split):
+    rows = IrisDataModule(split=split, val_fraction=0.2, seed=3).row_indices()
+    train, val, test = (set(rows[name]) for name in ("train", "val", "test"))
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert len(train | val | test) == 150
+    species = np.repeat([0, 1, 2], 50)
+    assert np.bincount(species[rows["val"]], minlength=3).tolist() == [len(val) // 3] * 3
+    again = IrisDataModule(split=split, val_fraction=0.2, seed=3).row_indices()
+    other = IrisDataModule(split=split, val_fraction=0.2, seed=4).row_indices()
+    assert all((again[k] == rows[k]).all() for k in rows)
+    assert any(len(other[k]) != len(rows[k]) or (other[k] != rows[k]).any() for k in rows)
+
+
+def test_scaling_is_fitted_on_training_rows_only():
+    dm = IrisDataModule(target="species", val_fraction=0.2)
+    dm.setup("fit")
+    inputs, _, _ = dm.arrays()
+    raw_train = torch.from_numpy(inputs[dm.row_indices()["train"]])
+    assert torch.allclose(dm.mean, raw_train.mean(0))
+    assert torch.allclose(dm.std, raw_train.std(0))
+    train_x = dm.splits["train"][0]
+    assert torch.allclose(train_x.mean(0), torch.zeros(4), atol=1e-5)
+    assert not torch.allclose(dm.splits["test"][0].mean(0), torch.zeros(4), atol=1e-2)
+
+
+def test_targets_and_sizes_per_task():
+    for target, features, outputs in [("species", 4, 3), ("petal_width", 3, 1), ("features", 4, 4)]:
+        dm = IrisDataModule(target=target, val_fraction=0.0)
+        dm.setup()
+        x, y = dm.splits["train"]
+        assert (dm.num_features, dm.num_outputs) == (features, outputs) == (x.shape[1], y.shape[-1] if y.ndim > 1 else 3)
+    dm = IrisDataModule(target="features", standardize=True, val_fraction=0.0)
+    dm.setup()
+    x, y = dm.splits["test"]
+    raw = torch.from_numpy(dm.arrays()[0][0:150:2])
+    assert torch.equal(y, raw)  # autoencoder targets stay in centimetres
+    assert not torch.allclose(x, raw)
+
+
+def test_bad_options_name_value_and_choices():
+    with pytest.raises(ConfigError, match=r"target='colour'.*species"):
+        IrisDataModule(target="colour")
+    with pytest.raises(ConfigError, match=r"split='random'.*odd_even"):
+        IrisDataModule(split="random")
+    with pytest.raises(ConfigError, match=r"val_fraction=1\.5"):
+        IrisDataModule(val_fraction=1.5)
+    with pytest.raises(ConfigError, match=r"batch_size=0"):
+        IrisDataModule(batch_size=0)
+
+
+def test_non_finite_features_are_rejected():
+    class Broken(TensorDataModule):
+        def load_splits(self):
+            x = torch.ones(4, 2)
+            x[2, 1] = float("nan")
+            y = torch.zeros(4)
+            return {"train": (x, y), "val": (x, y), "test": (x, y)}
+
+    with pytest.raises(ConfigError, match="NaN or inf"):
+        Broken().setup()
+
+
+def test_tensor_batches_full_and_mini_batches():
+    x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    full = list(TensorBatches(x, y, None, shuffle=False, seed=0))
+    assert len(full) == 1 and full[0][0] is x
+    batches = TensorBatches(x, y, 4, shuffle=True, seed=0)
+    first, second = [torch.cat([b[1] for b in batches]) for _ in range(2)]
+    assert len(batches) == 3 and sorted(first.tolist()) == list(range(10))
+    assert not torch.equal(first, second)  # a new order every epoch
+    again = TensorBatches(x, y, 4, shuffle=True, seed=0)
+    assert torch.equal(torch.cat([b[1] for b in again]), first)  # same seed, same order
