@@ -116,6 +116,10 @@ class TaskModule(pl.LightningModule):
                 "feature standardisation, or gradient clipping."
             )
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lets scripts load a checkpoint without being told its class (lightning_models.checkpoints).
+        checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         options: dict[str, float] = {"lr": hp.lr, "weight_decay": hp.weight_decay}

@@ -1,0 +1,181 @@
+"""Synthetic data of seeds 001, 003 and 004: function fitting, a polynomial, 2-D blobs, quadrants, XOR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+
+from datamodules.tensor import Split, TensorDataModule
+from lightning_models.checks import check_choice, check_positive
+
+
+def polynomial_target() -> tuple[torch.Tensor, torch.Tensor]:
+    """Seed 003's target: ``torch.manual_seed(2020)``; W = randn(4, 1) * 5, b = randn(1) * 5."""
+    generator = torch.Generator().manual_seed(2020)
+    weight = torch.randn(4, 1, generator=generator) * 5
+    bias = torch.randn(1, generator=generator) * 5
+    return weight, bias
+
+
+def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
+    """Seed 003's ``poly_desc``: ``y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40``."""
+    terms = " ".join(f"{float(w):+.2f} x^{power}" for power, w in enumerate(weight.flatten(), start=1))
+    return f"y = {terms} {float(bias.flatten()[0]):+.2f}"
+
+
+class FreshBatches:
+    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as seed 001 does."""
+
+    def __init__(self, sample, batch_size: int, steps: int, seed: int, device: torch.device) -> None:  # noqa: ANN001
+        self.sample, self.batch_size, self.steps, self.device = sample, batch_size, steps, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[Split]:
+        for _ in range(self.steps):
+            inputs, targets = self.sample(self.batch_size, self.generator)
+            yield inputs.to(self.device), targets.to(self.device)
+
+
+class FunctionDataModule(TensorDataModule):
+    """Regression on a known function, with a fresh random training batch every step.
+
+    Args:
+        function: ``exp``: y = e^x, x ~ U[0, 1) (seed 001); ``polynomial``: seed 003's 4th-degree
+            polynomial, x ~ N(0, 1), inputs the features [x, x^2, x^3, x^4].
+        batch_size: points per training batch (seed 001: 100; seed 003: 32).
+        steps_per_epoch: training batches per epoch (an epoch has no natural length here).
+        val_size: fixed random validation points. The test set is fixed too: for ``exp`` the 100
+            evenly spaced points of [0, 1] on which the seed checks the fit.
+    """
+
+    def __init__(
+        self,
+        function: Literal["exp", "polynomial"] = "exp",
+        batch_size: int = 100,
+        steps_per_epoch: int = 100,
+        val_size: int = 200,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, standardize=False, seed=seed)
+        check_choice("function", function, ("exp", "polynomial"))
+        check_positive("steps_per_epoch", steps_per_epoch, integer=True)
+        check_positive("val_size", val_size, integer=True)
+        self.function, self.steps_per_epoch, self.val_size = function, steps_per_epoch, val_size
+        self.weight, self.bias = polynomial_target()
+
+    @property
+    def num_features(self) -> int:
+        return 4 if self.function == "polynomial" else 1
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def points(self, x: torch.Tensor) -> Split:
+        """Inputs and targets for the 1-D points ``x``."""
+        if self.function == "exp":
+            return x.unsqueeze(1), torch.exp(x).unsqueeze(1)
+        features = torch.stack([x**power for power in range(1, 5)], dim=1)
+        return features, features @ self.weight + self.bias
+
+    def sample(self, count: int, generator: torch.Generator) -> Split:
+        if self.function == "exp":
+            return self.points(torch.rand(count, generator=generator))
+        return self.points(torch.randn(count, generator=generator))
+
+    def load_splits(self) -> dict[str, Split]:
+        val = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 1))
+        if self.function == "exp":
+            test = self.points(torch.linspace(0, 1, 100))
+        else:
+            test = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 2))
+        return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
+
+    def train_dataloader(self) -> FreshBatches:
+        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device)
+
+    def describe_target(self) -> str:
+        return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"
+
+
+def quadrant_features(points: torch.Tensor) -> torch.Tensor:
+    """Seed 004's feature engineering: one-hot of the quadrant (1: x>0,y>0; 2: x<0,y>0; 3; 4)."""
+    right, up = points[:, 0] > 0, points[:, 1] > 0
+    return torch.stack([right & up, ~right & up, ~right & ~up, right & ~up], dim=1).float()
+
+
+class PlaneDataModule(TensorDataModule):
+    """Two-class points in the plane (seeds 003 and 004), fixed train/val/test sets.
+
+    Args:
+        dataset: ``blobs``: Gaussians at (0, 0) and (2, 2), unit variance, ``points_per_class``
+            each (seed 003); ``quadrants``: 50 points per quadrant around 3 * (+-1, +-1), label
+            ``x1 > 0`` (seed 004, separable); ``xor``: the same points, label
+            ``xor(x1 > 0, x2 > 0)``.
+        features: ``raw`` coordinates, or ``quadrant`` one-hot features (seed 004's fix for XOR).
+        points_per_class: blobs only (seed 003: 500).
+        batch_size, standardize: see ``TensorDataModule`` (the seeds do not standardise).
+        seed: the training set of ``quadrants``/``xor`` is the seed's own (``np.random.seed(42)``);
+            validation and test sets are drawn the same way with other seeds.
+    """
+
+    def __init__(
+        self,
+        dataset: Literal["blobs", "quadrants", "xor"] = "blobs",
+        features: Literal["raw", "quadrant"] = "raw",
+        points_per_class: int = 500,
+        batch_size: int | None = None,
+        standardize: bool = False,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed)
+        check_choice("dataset", dataset, ("blobs", "quadrants", "xor"))
+        check_choice("features", features, ("raw", "quadrant"))
+        check_positive("points_per_class", points_per_class, integer=True)
+        self.dataset, self.features, self.points_per_class = dataset, features, points_per_class
+        self.class_names = ["negative", "positive"]
+
+    @property
+    def num_features(self) -> int:
+        return 4 if self.features == "quadrant" else 2
+
+    @property
+    def num_outputs(self) -> int:
+        return 2
+
+    def draw_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points and labels as the seeds draw them, from ``np.random.seed(seed)``."""
+        np.random.seed(seed)
+        if self.dataset == "blobs":
+            n = self.points_per_class
+            class0 = np.random.multivariate_normal([0.0, 0.0], np.eye(2), n)
+            class1 = np.random.multivariate_normal([2.0, 2.0], np.eye(2), n)
+            points, labels = np.vstack([class0, class1]), np.repeat([0, 1], n)
+        else:
+            n = 50
+            points = np.random.randn(4 * n, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (n, 1))
+            labels = points[:, 0] > 0
+            if self.dataset == "xor":
+                labels = np.logical_xor(points[:, 0] > 0, points[:, 1] > 0)
+        return torch.tensor(points, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
+
+    def to_features(self, points: torch.Tensor) -> torch.Tensor:
+        """Model inputs for plane coordinates (used by the decision-surface panel too)."""
+        return quadrant_features(points) if self.features == "quadrant" else points
+
+    def load_splits(self) -> dict[str, Split]:
+        self.plane = {name: self.draw_points(self.seed + 1000 * i) for i, name in enumerate(("train", "val", "test"))}
+        return {name: (self.to_features(points), labels) for name, (points, labels) in self.plane.items()}
+
+    def plane_points(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """The 2-D coordinates and labels of a split, whatever the input features."""
+        if not self.splits:
+            self.setup()
+        return self.plane[split]
+

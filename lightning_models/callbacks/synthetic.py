@@ -1,0 +1,188 @@
+"""Panels for 1-D and 2-D synthetic experiments: fitted curve, decision surface, polynomial,
+the (W, b) path over the loss surface, log-scale loss curves, and a scikit-learn baseline."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.utilities import rank_zero_info
+from sklearn.linear_model import LogisticRegression
+
+from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
+
+
+class FunctionFitPanel(PredictionPanel):
+    """The fitted curve over the true function on ``points`` evenly spaced points of [low, high].
+
+    Needs a datamodule with ``points(x) -> (inputs, targets)`` (``FunctionDataModule``). At test
+    end it also prints the prediction at ``probe`` beside the true value (seed 001: x = 0.2).
+    """
+
+    tag = "fitted_curve"
+
+    def __init__(self, low: float = 0.0, high: float = 1.0, points: int = 100, probe: float = 0.2, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.low, self.high, self.count, self.probe = low, high, points, probe
+
+    def curve(self, trainer: pl.Trainer, module: pl.LightningModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = trainer.datamodule.points(x)
+        with torch.no_grad():
+            return module(inputs.to(module.device)).flatten().float().cpu(), targets.flatten()
+
+    def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
+        x = torch.linspace(self.low, self.high, self.count)
+        predicted, true = self.curve(trainer, module, x)
+        if not trainer.sanity_checking and trainer.state.stage == "test":
+            at_probe, true_at_probe = self.curve(trainer, module, torch.tensor([self.probe]))
+            rank_zero_info(f"prediction at x={self.probe}: {float(at_probe[0]):.5f} (true {float(true_at_probe[0]):.5f})")
+        figure = Figure(figsize=(6, 4))
+        axes = figure.subplots()
+        axes.plot(x, true, label="true", color="grey", linewidth=3, alpha=0.5)
+        axes.plot(x, predicted, label="model", color="tab:red")
+        error = float((predicted - true).abs().max())
+        axes.set(xlabel="x", ylabel="y", title=f"max |error| = {error:.4f}, step {trainer.global_step}")
+        axes.legend()
+        axes.grid(True)
+        return figure
+
+
+class DecisionSurfacePanel(PredictionPanel):
+    """Predicted probability of class 1 over the plane, with the stage's points on top.
+
+    Needs a two-class module and a datamodule with ``to_features(points)``, ``scale(inputs)`` and
+    ``plane_points(split)`` (``PlaneDataModule``).
+    """
+
+    tag = "decision_surface"
+
+    def __init__(self, extent: float = 6.0, resolution: int = 51, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.extent, self.resolution = extent, resolution
+
+    def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
+        datamodule = trainer.datamodule
+        axis = torch.linspace(-self.extent, self.extent, self.resolution)
+        grid_x, grid_y = torch.meshgrid(axis, axis, indexing="xy")
+        grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
+        with torch.no_grad():
+            scores = module(datamodule.scale(datamodule.to_features(grid)).to(module.device)).float().cpu()
+        probability = torch.softmax(scores, dim=1)[:, 1] if module.hparams.get("loss") != "mse_onehot" else scores[:, 1]
+        points, labels = datamodule.plane_points("test" if trainer.state.stage == "test" else "val")
+        figure = Figure(figsize=(5.5, 4.5))
+        axes = figure.subplots()
+        contour = axes.contourf(grid_x, grid_y, probability.reshape(grid_x.shape), levels=20, cmap="RdBu_r", vmin=0, vmax=1)
+        figure.colorbar(contour, ax=axes, label="P(class 1)")
+        for label, marker in ((0, "o"), (1, "+")):
+            chosen = labels == label
+            axes.scatter(points[chosen, 0], points[chosen, 1], marker=marker, color="k", s=14, label=f"class {label}")
+        axes.set(xlim=(-self.extent, self.extent), ylim=(-self.extent, self.extent), xlabel="x1", ylabel="x2")
+        axes.legend(loc="upper left")
+        return figure
+
+
+def linear_layer(module: pl.LightningModule) -> torch.nn.Linear:
+    layers = [layer for layer in module.net.modules() if isinstance(layer, torch.nn.Linear)]
+    if len(layers) != 1:
+        raise TypeError(f"{type(module).__name__} has {len(layers)} linear layers; this panel needs a linear model.")
+    return layers[0]
+
+
+class PolynomialPanel(pl.Callback):
+    """Prints the learned polynomial beside the target (console and a TensorBoard text panel)."""
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.report(trainer, pl_module)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.report(trainer, pl_module)
+
+    def report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from datamodules.synthetic import describe_polynomial
+
+        layer = linear_layer(pl_module)
+        learned = describe_polynomial(layer.weight.detach().flatten().cpu(), layer.bias.detach().cpu())
+        text = f"learned: {learned}\ntarget:  {trainer.datamodule.describe_target()}"
+        rank_zero_info(text)
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is not None:
+            writer.add_text("polynomial", text.replace("\n", "  \n"), global_step=trainer.global_step)
+
+
+class ParameterPathPanel(pl.Callback):
+    """The path of (W, b) of a 1-input linear model over the contour map of its validation loss."""
+
+    def __init__(self, margin: float = 0.5) -> None:
+        self.margin = margin
+        self.path: list[tuple[float, float]] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path = [self.point(pl_module)]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.path.append(self.point(pl_module))  # tiny model: two scalars per step
+
+    @staticmethod
+    def point(pl_module: pl.LightningModule) -> tuple[float, float]:
+        layer = linear_layer(pl_module)
+        return float(layer.weight.flatten()[0]), float(layer.bias[0])
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is None or len(self.path) < 2:
+            return
+        inputs, targets = (t.cpu().flatten() for t in trainer.datamodule.splits["val"])
+        path = torch.tensor(self.path)
+        low, high = path.min(0).values - self.margin, path.max(0).values + self.margin
+        weights, biases = torch.meshgrid(torch.linspace(low[0], high[0], 80), torch.linspace(low[1], high[1], 80), indexing="xy")
+        predictions = weights.unsqueeze(-1) * inputs + biases.unsqueeze(-1)
+        loss = ((predictions - targets) ** 2).mean(-1)
+        figure = Figure(figsize=(5.5, 4.5))
+        axes = figure.subplots()
+        contour = axes.contour(weights, biases, loss.log10(), levels=20, cmap="viridis")
+        figure.colorbar(contour, ax=axes, label="log10 MSE")
+        axes.plot(path[:, 0], path[:, 1], color="tab:red", marker=".", markersize=2, label="SGD path")
+        axes.set(xlabel="W", ylabel="b", title=f"{len(path) - 1} updates")
+        axes.legend()
+        writer.add_figure("train/parameter_path", figure, global_step=trainer.global_step, close=True)
+
+
+class LossCurvePanel(pl.Callback):
+    """Train (and validation) loss per epoch on a log scale, drawn at the end of fit."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for key, values in self.history.items():
+            if key in trainer.callback_metrics and (not values or values[-1][0] != trainer.global_step):
+                values.append((trainer.global_step, float(trainer.callback_metrics[key])))
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is None or not self.history["train/loss"]:
+            return
+        figure = Figure(figsize=(6, 4))
+        axes = figure.subplots()
+        for key, values in self.history.items():
+            finite = [(step, value) for step, value in values if value > 0 and math.isfinite(value)]
+            if finite:
+                axes.plot(*zip(*finite), label=key)
+        axes.set(yscale="log", xlabel="optimizer update", ylabel="loss")
+        axes.legend()
+        axes.grid(True, which="both", alpha=0.3)
+        writer.add_figure("train/loss_curve", figure, global_step=trainer.global_step, close=True)
+
+
+class SklearnBaseline(pl.Callback):
+    """Fits scikit-learn's LogisticRegression (lbfgs, L2) on the same training rows and logs its
+    test accuracy as ``test/sklearn_acc`` beside the network's ``test/acc``."""
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        splits = trainer.datamodule.splits
+        train_x, train_y = (t.cpu().numpy() for t in splits["train"])
+        test_x, test_y = (t.cpu().numpy() for t in splits["test"])
+        baseline = LogisticRegression(solver="lbfgs").fit(train_x, train_y)
+        pl_module.log("test/sklearn_acc", float(baseline.score(test_x, test_y)))

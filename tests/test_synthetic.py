@@ -1,0 +1,135 @@
+"""Synthetic datamodules, the synthetic experiments (briefly trained), panels and numpy export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules import FunctionDataModule, PlaneDataModule
+from datamodules.synthetic import describe_polynomial, polynomial_target, quadrant_features
+from lightning_models.checkpoints import load_module
+from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
+from tests.test_cli import event_tags
+
+
+def test_polynomial_target_is_seed003s():
+    weight, bias = polynomial_target()
+    torch.testing.assert_close(weight.flatten(), torch.tensor([6.1861, -4.8020, 7.7076, -2.0393]), atol=1e-4, rtol=0)
+    assert describe_polynomial(weight, bias) == "y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40"
+
+
+def test_function_datamodule_fresh_batches_and_fixed_evaluation_sets():
+    dm = FunctionDataModule("exp", batch_size=10, steps_per_epoch=3, val_size=50)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3 and not torch.equal(batches[0][0], batches[1][0])
+    for x, y in batches:
+        assert x.shape == (10, 1) and bool(((x >= 0) & (x < 1)).all())
+        torch.testing.assert_close(y, torch.exp(x))
+    test_x, _ = dm.splits["test"]
+    torch.testing.assert_close(test_x.flatten(), torch.linspace(0, 1, 100))
+    again = FunctionDataModule("exp", val_size=50)
+    again.setup()
+    assert torch.equal(again.splits["val"][0], dm.splits["val"][0])
+    poly = FunctionDataModule("polynomial", batch_size=8)
+    x, y = poly.sample(8, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x[:, 1], x[:, 0] ** 2)
+    assert x.shape == (8, 4) and y.shape == (8, 1)
+
+
+def test_plane_datamodule_matches_seed004_points_and_labels():
+    np.random.seed(42)
+    n = 50
+    x = np.random.randn(4 * n, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (n, 1))
+    dm = PlaneDataModule("xor")
+    dm.setup()
+    points, labels = dm.plane_points("train")
+    np.testing.assert_allclose(points.numpy(), x.astype(np.float32))
+    assert labels.tolist() == np.logical_xor(x[:, 0] > 0, x[:, 1] > 0).astype(int).tolist()
+    assert not torch.equal(dm.plane_points("test")[0], points)  # test set is a fresh draw
+    quadrants = PlaneDataModule("xor", features="quadrant")
+    quadrants.setup()
+    assert quadrants.splits["train"][0].shape == (200, 4)
+    assert quadrant_features(torch.tensor([[1.0, 1.0], [-1.0, 2.0], [-1.0, -1.0], [2.0, -3.0]])).argmax(1).tolist() == [0, 1, 2, 3]
+    blobs = PlaneDataModule("blobs", points_per_class=500)
+    blobs.setup()
+    bx, by = blobs.splits["train"]
+    assert bx.shape == (1000, 2) and by.sum() == 500
+    torch.testing.assert_close(bx[by == 1].mean(0), torch.tensor([2.0, 2.0]), atol=0.15, rtol=0)
+
+
+# (config, overrides that shorten it, metric, floor, higher is better)
+CASES = [
+    ("exp_fit", ["--trainer.max_epochs=20"], "test/max_abs_error", 0.15, False),
+    ("exp_linear_sgd", ["--trainer.max_epochs=5"], "test/r2", 0.8, True),
+    ("polynomial_regression", ["--trainer.max_epochs=8"], "test/r2", 0.99, True),
+    ("blobs_logistic_regression", ["--trainer.max_epochs=4"], "test/acc", 0.88, True),
+    ("quadrants_logistic_regression", ["--trainer.max_epochs=4"], "test/acc", 0.97, True),
+    ("xor_logistic_regression_quadrant", ["--trainer.max_epochs=4"], "test/acc", 0.97, True),
+    ("xor_mlp", ["--trainer.max_epochs=60"], "test/acc", 0.9, True),
+    ("xor_logistic_regression", ["--trainer.max_epochs=4"], "test/acc", 0.65, False),  # must fail
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "metric", "floor", "higher"), CASES, ids=[c[0] for c in CASES])
+def test_synthetic_experiment_beats_floor(in_tmp, name, overrides, metric, floor, higher):
+    model, datamodule, trainer = build_from_config(CONFIGS / f"{name}.yaml", *overrides, "--trainer.enable_progress_bar=false")
+    trainer.fit(model, datamodule=datamodule)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    value = results[metric]
+    assert (value >= floor) if higher else (value <= floor), f"{name}: {metric}={value:.4f}, floor {floor}"
+    if "test/sklearn_acc" in results:  # the baseline rides along in the same run
+        assert 0.0 <= results["test/sklearn_acc"] <= 1.0
+
+
+def test_polynomial_recovers_every_coefficient(in_tmp):
+    model, datamodule, trainer = build_from_config(CONFIGS / "polynomial_regression.yaml", "--trainer.enable_progress_bar=false")
+    trainer.fit(model, datamodule=datamodule)
+    weight, bias = polynomial_target()
+    layer = model.net[0]
+    assert (layer.weight.detach().flatten() - weight.flatten()).abs().max() <= 0.05
+    assert (layer.bias.detach() - bias).abs().max() <= 0.05
+
+
+def test_synthetic_panels_in_event_files(tmp_path):
+    for name, quick in [("exp_linear_sgd", "--trainer.max_epochs=2"), ("xor_mlp", "--trainer.max_epochs=10"),
+                        ("polynomial_regression", "--trainer.max_epochs=2")]:
+        done = run_train(["fit", "--config", str(CONFIGS / f"{name}.yaml"), quick, "--trainer.check_val_every_n_epoch=1",
+                          "--trainer.enable_progress_bar=false"], tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    tags = {name: event_tags(tmp_path / "lightning_logs" / name / "version_0") for name in
+            ("exp_linear_sgd", "xor_mlp", "polynomial_regression")}
+    assert {"train/parameter_path", "train/loss_curve", "test/fitted_curve"} <= tags["exp_linear_sgd"]["images"]
+    assert {"test/decision_surface", "train/loss_curve"} <= tags["xor_mlp"]["images"]
+    assert "learned: y =" in done.stdout + done.stderr
+
+
+def test_numpy_export_matches_torch(tmp_path):
+    done = run_train(["fit", "--config", str(CONFIGS / "exp_fit.yaml"), "--trainer.max_epochs=2",
+                      "--trainer.enable_progress_bar=false"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "lightning_logs" / "exp_fit" / "version_0" / "metrics.json").read_text())
+    checkpoint = metrics["checkpoints"]["last"]
+    out = tmp_path / "export"
+    exported = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_numpy.py"), checkpoint, "--out", str(out)],
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    module = load_module(checkpoint)
+    x = torch.linspace(0, 1, 100).unsqueeze(1)
+    with torch.no_grad():
+        expected = module(x).double().numpy()
+    sys.path.insert(0, str(out))
+    try:
+        import numpy_forward  # the copy written beside the weights, numpy only
+
+        got = numpy_forward.forward(numpy_forward.load(str(out / "model.npz")), x.numpy())
+    finally:
+        sys.path.remove(str(out))
+        sys.modules.pop("numpy_forward", None)
+    assert "import torch" not in (out / "numpy_forward.py").read_text()
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
