@@ -1,7 +1,10 @@
 """LightningDataModules of the template."""
 
+from datamodules.fashion_mnist import FashionMNISTDataModule
 from datamodules.iris import IrisDataModule
 from datamodules.synthetic import FunctionDataModule, PlaneDataModule
 from datamodules.tensor import TensorBatches, TensorDataModule
 
-__all__ = ["FunctionDataModule", "IrisDataModule", "PlaneDataModule", "TensorBatches", "TensorDataModule"]
+__all__ = [
+    "FashionMNISTDataModule",
+    "FunctionDataModule", "IrisDataModule", "PlaneDataModule", "TensorBatches", "TensorDataModule"]

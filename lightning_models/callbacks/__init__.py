@@ -1,5 +1,6 @@
 """TensorBoard panels as callbacks, one per kind of picture."""
 
+from lightning_models.callbacks.images import MisclassifiedImagesPanel, PerClassAccuracyPanel, SampleImagesPanel
 from lightning_models.callbacks.panel import PredictionPanel
 from lightning_models.callbacks.synthetic import (
     DecisionSurfacePanel,
@@ -17,9 +18,12 @@ __all__ = [
     "FunctionFitPanel",
     "LatentCodePanel",
     "LossCurvePanel",
+    "MisclassifiedImagesPanel",
     "ObservedVsPredictedPanel",
     "ParameterPathPanel",
+    "PerClassAccuracyPanel",
     "PolynomialPanel",
     "PredictionPanel",
+    "SampleImagesPanel",
     "SklearnBaseline",
 ]

@@ -29,7 +29,8 @@ class PredictionPanel(pl.Callback):
     and, at the end of the stage, logs the figure ``draw`` makes as ``<stage>/<tag>``.
 
     Args:
-        every_n_epochs: draw after every n-th validation run (test runs always draw).
+        every_n_epochs: during fit, draw after the validation of every n-th epoch (test runs and
+            stand-alone ``validate`` always draw).
         max_rows: keep at most this many rows, so memory stays bounded on large datasets.
 
     Skips the sanity check and non-zero ranks. Subclasses implement ``draw``.
@@ -46,7 +47,9 @@ class PredictionPanel(pl.Callback):
     def active(self, trainer: pl.Trainer, stage: str) -> bool:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return False
-        return stage == "test" or (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        if stage == "test" or trainer.state.fn != "fit":  # test runs and stand-alone validation always draw
+            return True
+        return (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def collect(self, batch: Any, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What to keep of one batch; subclasses may add the inputs."""

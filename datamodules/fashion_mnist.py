@@ -1,0 +1,266 @@
+"""Fashion-MNIST on torchvision's dataset class, with a fast in-memory input path."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import transforms
+from torchvision.datasets import FashionMNIST
+
+from lightning_models.checks import ConfigError, check_choice, check_positive
+
+FILES = {  # file name -> (IDX magic number, shape of one item)
+    "train-images-idx3-ubyte": (2051, (28, 28)),
+    "train-labels-idx1-ubyte": (2049, ()),
+    "t10k-images-idx3-ubyte": (2051, (28, 28)),
+    "t10k-labels-idx1-ubyte": (2049, ()),
+}
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's own statistics (training set)
+
+
+class DatasetError(ConfigError):
+    """Fashion-MNIST files are missing, truncated or corrupted."""
+
+
+def check_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> int:
+    """Validate an IDX file's header against its size; returns the number of items."""
+    header_size = 4 * (2 + len(item_shape))
+    with open(path, "rb") as handle:
+        header = handle.read(header_size)
+    if len(header) < header_size:
+        raise DatasetError(f"{path} is truncated: {len(header)} bytes, shorter than its {header_size}-byte header.")
+    found_magic, count, *dims = struct.unpack(f">{2 + len(item_shape)}I", header)
+    if found_magic != magic or tuple(dims) != item_shape:
+        raise DatasetError(f"{path} is not a Fashion-MNIST IDX file: magic {found_magic}, item shape {tuple(dims)}; "
+                           f"expected magic {magic} and item shape {item_shape}.")
+    expected = header_size + count * max(1, int(torch.tensor(item_shape).prod()) if item_shape else 1)
+    actual = path.stat().st_size
+    if actual != expected:
+        raise DatasetError(f"{path} is truncated or corrupted: {actual} bytes, expected {expected} for {count} items.")
+    return count
+
+
+def missing_data_message(raw: Path) -> str:
+    names = ", ".join(FILES)
+    return (f"Fashion-MNIST not found in {raw}: it needs the four files {names} (or the same names with .gz). "
+            "Download them (online, download=True does it) or point --data.data_dir at the folder holding "
+            "FashionMNIST/raw/ (on this project's machines: --data.data_dir ../shared/data).")
+
+
+def is_writable(folder: Path) -> bool:
+    """Whether ``folder`` (or its nearest existing parent) may be written to.
+
+    A folder without its owner's write bit counts as read-only even for root, who could write
+    anyway: shared dataset folders are made read-only on purpose.
+    """
+    while not folder.exists():
+        folder = folder.parent
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
+
+
+def prepare_raw_files(data_dir: Path, download: bool) -> Path:
+    """Return a root under which ``FashionMNIST/raw/`` holds the four extracted IDX files.
+
+    Uses extracted files where they are; extracts ``.gz`` files when only those exist (into a
+    cache folder under the system temp dir when ``data_dir`` is read-only); downloads when
+    allowed and nothing is there. Every file is checked against its IDX header.
+    """
+    raw = data_dir / "FashionMNIST" / "raw"
+    root = data_dir
+    missing = [name for name in FILES if not (raw / name).is_file()]
+    if missing and all((raw / f"{name}.gz").is_file() for name in missing):
+        if not is_writable(raw):
+            digest = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
+            root = Path(tempfile.gettempdir()) / f"fashion_mnist_{digest}"
+        target = root / "FashionMNIST" / "raw"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            if (target / name).is_file():
+                continue
+            source = raw / name if (raw / name).is_file() else raw / f"{name}.gz"
+            partial = target / f"{name}.partial"
+            try:
+                opener = gzip.open if source.suffix == ".gz" else open
+                with opener(source, "rb") as compressed, open(partial, "wb") as out:
+                    shutil.copyfileobj(compressed, out)
+            except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+                partial.unlink(missing_ok=True)
+                raise DatasetError(f"{source} could not be decompressed ({error}); the file is corrupted.") from None
+            partial.replace(target / name)  # atomic: a killed extraction leaves no half file
+    elif missing and download:
+        try:
+            FashionMNIST(str(data_dir), train=True, download=True)
+            FashionMNIST(str(data_dir), train=False, download=True)
+        except Exception as error:  # offline: URLError, timeouts, ...
+            raise DatasetError(f"{missing_data_message(raw)} (download failed: {error})") from None
+    elif missing:
+        raise DatasetError(missing_data_message(raw))
+    for split in ("train", "t10k"):
+        images = root / "FashionMNIST" / "raw" / f"{split}-images-idx3-ubyte"
+        labels = root / "FashionMNIST" / "raw" / f"{split}-labels-idx1-ubyte"
+        count = check_idx(images, *FILES[images.name])
+        if check_idx(labels, *FILES[labels.name]) != count:
+            raise DatasetError(f"{images} and {labels} disagree on the number of items.")
+    return root
+
+
+class ImageBatches:
+    """Batches of a uint8 image tensor kept on the training device, normalised by indexing.
+
+    Replaces a DataLoader for data that fits in (GPU) memory: no workers, no per-sample
+    Python, no host-to-device copy per step. ``augment`` adds a random horizontal flip and a
+    random crop with 2-pixel zero padding, done on whole batches.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, augment: bool,
+                 normalize: Callable[[torch.Tensor], torch.Tensor], seed: int, rank: int = 0, world_size: int = 1):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.augment, self.normalize = batch_size, shuffle, augment, normalize
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator(device=images.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // (self.batch_size * self.world_size))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count, device = len(self.images), self.images.device
+        order = torch.randperm(count, generator=self.generator, device=device) if self.shuffle else torch.arange(count, device=device)
+        order = order[self.rank :: self.world_size]  # each DDP rank takes its own share
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = self.images[index]
+            if self.augment:
+                images = self.random_flip_and_crop(images)
+            yield self.normalize(images), self.labels[index]
+
+    def random_flip_and_crop(self, images: torch.Tensor, padding: int = 2) -> torch.Tensor:
+        count, height, width = images.shape
+        flip = torch.rand(count, generator=self.generator, device=images.device) < 0.5
+        images = torch.where(flip[:, None, None], images.flip(-1), images)
+        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=images.device)
+        rows = (torch.arange(height, device=images.device) + shifts[0, :, None])[:, :, None]
+        cols = (torch.arange(width, device=images.device) + shifts[1, :, None])[:, None, :]
+        return padded[torch.arange(count, device=images.device)[:, None, None], rows, cols]
+
+
+class FashionMNISTDataModule(pl.LightningDataModule):
+    """Fashion-MNIST (60 000 train / 10 000 test, 28x28 grey, 10 classes) from torchvision.
+
+    Args:
+        data_dir: folder holding ``FashionMNIST/raw/`` (default ``data/``, git-ignored).
+        batch_size: images per batch (seed 004: 64).
+        val_size: images taken from the training set for validation, by a seeded split. ``0``
+            trains on all 60 000 (the seed recipe); validation then runs on the training images.
+        input_path: ``tensor``: the whole set as one uint8 tensor on the training device,
+            normalised batches built by indexing (fast); ``torchvision``: the dataset's own
+            transforms with a DataLoader (the seed's path).
+        normalize: subtract 0.2860 and divide by 0.3530 (the dataset's statistics); without it,
+            pixels are in [0, 1] as ``ToTensor`` gives them (the seed recipe).
+        augment: random horizontal flip and random 2-pixel-padded crop on training batches.
+        num_workers: DataLoader workers of the ``torchvision`` path.
+        download: try torchvision's download when the files are missing (needs internet).
+        seed: seeds the validation split and the shuffling.
+
+    Example: ``FashionMNISTDataModule(data_dir="../shared/data", augment=True)``.
+    """
+
+    class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    num_features = 28 * 28
+    num_outputs = 10
+    image_shape = (1, 28, 28)
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 64,
+        val_size: int = 5000,
+        input_path: Literal["tensor", "torchvision"] = "tensor",
+        normalize: bool = True,
+        augment: bool = False,
+        num_workers: int = 2,
+        download: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_positive("batch_size", batch_size, integer=True)
+        check_choice("input_path", input_path, ("tensor", "torchvision"))
+        if not 0 <= val_size < 60_000:
+            raise ConfigError(f"val_size={val_size!r} is invalid; expected 0 <= val_size < 60000.")
+        self.data_dir, self.batch_size, self.val_size = Path(data_dir), batch_size, val_size
+        self.input_path, self.normalize, self.augment = input_path, normalize, augment
+        self.num_workers, self.download, self.seed = num_workers, download, seed
+        self.root: Path | None = None
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare_data(self) -> None:
+        self.root = prepare_raw_files(self.data_dir, self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        if self.root is None:  # prepare_data runs on one process per node; other ranks land here
+            self.root = prepare_raw_files(self.data_dir, download=False)
+        train = FashionMNIST(str(self.root), train=True)
+        test = FashionMNIST(str(self.root), train=False)
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
+        train_rows = order[self.val_size :].sort().values
+        self.split_indices = {"train": train_rows, "val": order[: self.val_size].sort().values if self.val_size else train_rows}
+        self.tensors = {
+            "train": (train.data[self.split_indices["train"]], train.targets[self.split_indices["train"]]),
+            "val": (train.data[self.split_indices["val"]], train.targets[self.split_indices["val"]]),
+            "test": (test.data, test.targets),
+        }
+
+    def scale(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 28, 28) -> float (N, 1, 28, 28), normalised as configured."""
+        images = images.unsqueeze(1).float().div_(255)
+        return images.sub_(MEAN).div_(STD) if self.normalize else images
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Back to [0, 1] pixels, for drawing."""
+        return images * STD + MEAN if self.normalize else images
+
+    def torchvision_dataset(self, split: str) -> Dataset:
+        steps: list = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(28, padding=2)] if (self.augment and split == "train") else []
+        steps.append(transforms.ToTensor())
+        if self.normalize:
+            steps.append(transforms.Normalize((MEAN,), (STD,)))
+        dataset = FashionMNIST(str(self.root), train=split != "test", transform=transforms.Compose(steps))
+        return dataset if split == "test" else Subset(dataset, self.split_indices[split].tolist())
+
+    def loader(self, split: str) -> ImageBatches | DataLoader:
+        shuffle = split == "train"
+        if self.input_path == "torchvision":
+            generator = torch.Generator().manual_seed(self.seed)
+            return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=generator)
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images, labels = (t.to(device) for t in self.tensors[split])
+        self.tensors[split] = (images, labels)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None and shuffle else (0, 1)
+        return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed, rank, world)
+
+    def train_dataloader(self) -> ImageBatches | DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> ImageBatches | DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> ImageBatches | DataLoader:
+        return self.loader("test")
+
+    def predict_dataloader(self) -> ImageBatches | DataLoader:
+        return self.loader("test")

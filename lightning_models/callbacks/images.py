@@ -1,0 +1,99 @@
+"""Panels for image classifiers: sample grid, misclassified grid, per-class accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+
+from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
+from lightning_models.callbacks.tabular import class_names
+
+
+def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:
+    """A matplotlib grid of (N, 1, H, W) images in [0, 1], each with its title."""
+    rows = max(1, -(-len(images) // columns))
+    figure = Figure(figsize=(columns * 1.6, rows * 1.8))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(images[index].squeeze(0).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            axis.set_title(titles[index], fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def pixels(trainer: pl.Trainer, images: torch.Tensor) -> torch.Tensor:
+    """Undo the datamodule's normalisation, if it has one, for drawing."""
+    denormalize = getattr(trainer.datamodule, "denormalize", None)
+    return denormalize(images) if denormalize is not None else images
+
+
+class MisclassifiedImagesPanel(PredictionPanel):
+    """A grid of the first ``max_images`` misclassified images of the stage, in dataset order,
+    each titled ``"<true>, pred=<predicted>"`` with the class names; the same checkpoint always
+    gives the same images. ``captions`` holds the titles of the last grid drawn."""
+
+    tag = "misclassified"
+
+    def __init__(self, max_images: int = 32, every_n_epochs: int = 1) -> None:
+        super().__init__(every_n_epochs=every_n_epochs, max_rows=max_images)
+        self.captions: list[str] = []
+
+    def collect(self, batch: Any, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        predicted = outputs["predictions"].argmax(dim=-1)
+        wrong = predicted != outputs["targets"]
+        return {"images": batch[0][wrong], "predicted": predicted[wrong], "targets": outputs["targets"][wrong]}
+
+    def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
+        count = min(self.max_rows, len(rows["targets"]))
+        names = class_names(trainer, module.hparams.get("num_outputs", int(rows["targets"].max()) + 1))
+        self.captions = [f"{names[t]}, pred={names[p]}" for t, p in zip(rows["targets"][:count].tolist(),
+                                                                       rows["predicted"][:count].tolist())]
+        return image_grid(pixels(trainer, rows["images"][:count]), self.captions)
+
+
+class PerClassAccuracyPanel(PredictionPanel):
+    """Accuracy of each class as a bar chart, the class names on the axis."""
+
+    tag = "per_class_accuracy"
+
+    def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
+        count = rows["predictions"].shape[-1]
+        correct = (rows["predictions"].argmax(-1) == rows["targets"]).float()
+        totals = torch.bincount(rows["targets"], minlength=count).clamp_min(1)
+        accuracy = torch.bincount(rows["targets"], weights=correct, minlength=count) / totals
+        figure = Figure(figsize=(7, 4))
+        axes = figure.subplots()
+        names = class_names(trainer, count)
+        axes.bar(range(count), accuracy.numpy())
+        axes.set_xticks(range(count), names, rotation=45, ha="right")
+        axes.set(ylim=(0, 1), ylabel="accuracy", title=f"per-class accuracy, step {trainer.global_step}")
+        axes.grid(True, axis="y", alpha=0.3)
+        figure.tight_layout()
+        return figure
+
+
+class SampleImagesPanel(pl.Callback):
+    """A grid of the first ``count`` validation images titled with their class, logged once at fit start."""
+
+    def __init__(self, count: int = 32) -> None:
+        self.count = count
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is None:
+            return
+        images, labels = [], []
+        for batch_images, batch_labels in trainer.datamodule.val_dataloader():
+            images.append(batch_images.cpu())
+            labels.append(batch_labels.cpu())
+            if sum(len(part) for part in labels) >= self.count:
+                break
+        images, labels = torch.cat(images)[: self.count], torch.cat(labels)[: self.count]
+        names = class_names(trainer, int(getattr(trainer.datamodule, "num_outputs", labels.max() + 1)))
+        figure = image_grid(pixels(trainer, images), [names[label] for label in labels.tolist()])
+        writer.add_figure("data/sample_images", figure, global_step=0, close=True)
