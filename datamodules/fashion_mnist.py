@@ -125,10 +125,11 @@ class ImageBatches:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, augment: bool,
-                 normalize: Callable[[torch.Tensor], torch.Tensor], seed: int, rank: int = 0, world_size: int = 1):
+                 normalize: Callable[[torch.Tensor], torch.Tensor], seed: int, rank: int = 0, world_size: int = 1,
+                 crop_padding: int = 2):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.normalize = batch_size, shuffle, augment, normalize
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.crop_padding = rank, world_size, crop_padding
         self.generator = torch.Generator(device=images.device).manual_seed(seed)
 
     def __len__(self) -> int:
@@ -145,10 +146,13 @@ class ImageBatches:
                 images = self.random_flip_and_crop(images)
             yield self.normalize(images), self.labels[index]
 
-    def random_flip_and_crop(self, images: torch.Tensor, padding: int = 2) -> torch.Tensor:
+    def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
         count, height, width = images.shape
         flip = torch.rand(count, generator=self.generator, device=images.device) < 0.5
         images = torch.where(flip[:, None, None], images.flip(-1), images)
+        padding = self.crop_padding
+        if not padding:
+            return images
         padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
         shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=images.device)
         rows = (torch.arange(height, device=images.device) + shifts[0, :, None])[:, :, None]
@@ -169,7 +173,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             transforms with a DataLoader (the seed's path).
         normalize: subtract 0.2860 and divide by 0.3530 (the dataset's statistics); without it,
             pixels are in [0, 1] as ``ToTensor`` gives them (the seed recipe).
-        augment: random horizontal flip and random 2-pixel-padded crop on training batches.
+        augment: random horizontal flip and, with ``crop_padding > 0``, a random crop of the
+            image padded by that many pixels, on training batches.
+        crop_padding: padding of the random crop (0: flips only).
         num_workers: DataLoader workers of the ``torchvision`` path.
         download: try torchvision's download when the files are missing (needs internet).
         seed: seeds the validation split and the shuffling.
@@ -190,6 +196,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         input_path: Literal["tensor", "torchvision"] = "tensor",
         normalize: bool = True,
         augment: bool = False,
+        crop_padding: int = 2,
         num_workers: int = 2,
         download: bool = True,
         seed: int = 0,
@@ -200,7 +207,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         if not 0 <= val_size < 60_000:
             raise ConfigError(f"val_size={val_size!r} is invalid; expected 0 <= val_size < 60000.")
         self.data_dir, self.batch_size, self.val_size = Path(data_dir), batch_size, val_size
-        self.input_path, self.normalize, self.augment = input_path, normalize, augment
+        if crop_padding < 0:
+            raise ConfigError(f"crop_padding={crop_padding!r} is invalid; expected an integer >= 0.")
+        self.input_path, self.normalize, self.augment, self.crop_padding = input_path, normalize, augment, crop_padding
         self.num_workers, self.download, self.seed = num_workers, download, seed
         self.root: Path | None = None
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -234,7 +243,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         return images * STD + MEAN if self.normalize else images
 
     def torchvision_dataset(self, split: str) -> Dataset:
-        steps: list = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(28, padding=2)] if (self.augment and split == "train") else []
+        steps: list = []
+        if self.augment and split == "train":
+            steps.append(transforms.RandomHorizontalFlip())
+            if self.crop_padding:
+                steps.append(transforms.RandomCrop(28, padding=self.crop_padding))
         steps.append(transforms.ToTensor())
         if self.normalize:
             steps.append(transforms.Normalize((MEAN,), (STD,)))
@@ -251,7 +264,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         images, labels = (t.to(device) for t in self.tensors[split])
         self.tensors[split] = (images, labels)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None and shuffle else (0, 1)
-        return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed, rank, world)
+        return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed,
+                            rank, world, self.crop_padding)
 
     def train_dataloader(self) -> ImageBatches | DataLoader:
         return self.loader("train")

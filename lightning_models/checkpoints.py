@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
 
 
 def module_class(path: str | Path) -> type[pl.LightningModule]:
-    """The LightningModule class recorded in a checkpoint by ``TaskModule.on_save_checkpoint``."""
+    """The LightningModule class recorded in a checkpoint (``TaskModule.on_save_checkpoint``), or
+    else in the ``config.yaml`` of the run the checkpoint belongs to."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     class_path = checkpoint.get("module_class")
+    run_config = Path(path).resolve().parent.parent / "config.yaml"
+    if class_path is None and run_config.is_file():
+        class_path = (yaml.safe_load(run_config.read_text()).get("model") or {}).get("class_path")
     if class_path is None:
         raise ValueError(f"{path} does not record its module class; load it with YourModule.load_from_checkpoint.")
     module_name, _, name = class_path.rpartition(".")

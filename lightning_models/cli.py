@@ -121,6 +121,12 @@ class TemplateCLI(LightningCLI):
             print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
 
 
+def instantiate(config: str | Path, *overrides: str) -> tuple[pl.LightningModule, pl.LightningDataModule, pl.Trainer]:
+    """Model, datamodule and trainer exactly as ``scripts/train.py fit --config CONFIG`` builds them."""
+    cli = TemplateCLI(args=["--config", str(config), *overrides], run=False)
+    return cli.model, cli.datamodule, cli.trainer
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one line."""
     try:

@@ -25,10 +25,9 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
 
 def build_from_config(config: str | Path, *overrides: str):
     """Model, datamodule and trainer exactly as ``scripts/train.py`` builds them, without running."""
-    from lightning_models.cli import TemplateCLI
+    from lightning_models.cli import instantiate
 
-    cli = TemplateCLI(args=["--config", str(config), *overrides], run=False)
-    return cli.model, cli.datamodule, cli.trainer
+    return instantiate(config, *overrides)
 
 
 @pytest.fixture

@@ -1,0 +1,75 @@
+"""Evaluate a checkpoint on the test split and write its predictions to CSV.
+
+    python scripts/evaluate.py lightning_logs/iris_mlp_classifier/version_0/checkpoints/last.ckpt
+    python scripts/evaluate.py CKPT --config configs/fashion_cnn.yaml --data.data_dir ../shared/data --out preds.csv
+
+The datamodule comes from the run's saved ``config.yaml`` (beside ``checkpoints/``) unless
+``--config`` is given; extra ``--data.*`` options override it. The checkpoint is loaded with
+``weights_only=True``: a checkpoint holding anything but tensors and plain values is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from lightning_models.checkpoints import load_module
+
+
+def build_datamodule(config_path: Path, overrides: list[str]) -> pl.LightningDataModule:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(pl.LightningDataModule, "data")
+    data = yaml.safe_load(config_path.read_text())["data"]
+    config = parser.parse_args(["--data", json.dumps(data), *overrides])
+    return parser.instantiate_classes(config).data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--config", default=None, help="experiment config (default: the run's config.yaml)")
+    parser.add_argument("--out", default=None, help="CSV path (default: predictions.csv beside the checkpoints folder)")
+    args, overrides = parser.parse_known_args()
+    checkpoint = Path(args.checkpoint)
+    config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
+    if not config.is_file():
+        parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
+    module = load_module(checkpoint)
+    datamodule = build_datamodule(config, overrides)
+    trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False)
+    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    outputs = trainer.predict(module, dataloaders=datamodule.test_dataloader())
+    predictions = torch.cat([batch.float().cpu() for batch in outputs])
+    if module.hparams.get("loss") == "cross_entropy":
+        predictions = predictions.softmax(dim=1)  # logits -> class probabilities
+    targets = torch.cat([batch[1].cpu() for batch in datamodule.test_dataloader()])
+    names = getattr(datamodule, "class_names", None)
+    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "predictions.csv"
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        if targets.dtype == torch.int64 and predictions.ndim == 2 and predictions.shape[1] > 1:
+            labels = predictions.argmax(1)
+            name = (lambda i: names[i]) if names is not None and len(names) == predictions.shape[1] else str
+            writer.writerow(["row", "target", "predicted", "target_name", "predicted_name", "probability"])
+            for row, (target, label, score) in enumerate(zip(targets.tolist(), labels.tolist(), predictions.max(1).values.tolist())):
+                writer.writerow([row, target, label, name(target), name(label), f"{score:.6g}"])
+        else:
+            flat_targets, flat_predictions = targets.reshape(len(targets), -1), predictions.reshape(len(predictions), -1)
+            columns = flat_predictions.shape[1]
+            writer.writerow(["row", *[f"target_{i}" for i in range(columns)], *[f"predicted_{i}" for i in range(columns)]])
+            for row, (target, predicted) in enumerate(zip(flat_targets.tolist(), flat_predictions.tolist())):
+                writer.writerow([row, *[f"{v:.6g}" for v in target], *[f"{v:.6g}" for v in predicted]])
+    print(json.dumps(metrics, indent=2))
+    print(f"predictions: {out}")
+
+
+if __name__ == "__main__":
+    main()
