@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
+from datamodules.tensor import EpochCounter, trainer_epoch
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
@@ -120,23 +121,26 @@ class ImageBatches:
     """Batches of a uint8 image tensor kept on the training device, normalised by indexing.
 
     Replaces a DataLoader for data that fits in (GPU) memory: no workers, no per-sample
-    Python, no host-to-device copy per step. ``augment`` adds a random horizontal flip and a
+    Python, no host-to-device copy per step. Order and augmentation depend on ``seed`` and the
+    epoch only, so resumed runs see the same batches. ``augment`` adds a random horizontal flip and a
     random crop with 2-pixel zero padding, done on whole batches.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, augment: bool,
                  normalize: Callable[[torch.Tensor], torch.Tensor], seed: int, rank: int = 0, world_size: int = 1,
-                 crop_padding: int = 2):
+                 crop_padding: int = 2, epoch: Callable[[], int] | None = None):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.augment, self.normalize = batch_size, shuffle, augment, normalize
         self.rank, self.world_size, self.crop_padding = rank, world_size, crop_padding
-        self.generator = torch.Generator(device=images.device).manual_seed(seed)
+        self.seed, self.epoch = seed, epoch or EpochCounter()
+        self.generator = torch.Generator(device=images.device)
 
     def __len__(self) -> int:
         return -(-len(self.images) // (self.batch_size * self.world_size))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count, device = len(self.images), self.images.device
+        self.generator.manual_seed(self.seed + 100_003 * self.epoch())  # order and augmentation: f(seed, epoch)
         order = torch.randperm(count, generator=self.generator, device=device) if self.shuffle else torch.arange(count, device=device)
         order = order[self.rank :: self.world_size]  # each DDP rank takes its own share
         for start in range(0, len(order), self.batch_size):
@@ -265,7 +269,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.tensors[split] = (images, labels)
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None and shuffle else (0, 1)
         return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed,
-                            rank, world, self.crop_padding)
+                            rank, world, self.crop_padding, trainer_epoch(self))
 
     def train_dataloader(self) -> ImageBatches | DataLoader:
         return self.loader("train")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -12,19 +12,39 @@ from lightning_models.checks import ConfigError, check_positive
 Split = tuple[torch.Tensor, torch.Tensor]
 
 
+class EpochCounter:
+    """Counts calls: the epoch number of an iterable used without a trainer."""
+
+    def __init__(self) -> None:
+        self.count = -1
+
+    def __call__(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | None:
+    """The attached trainer's current epoch, read when an epoch starts; None without a trainer."""
+    return (lambda: datamodule.trainer.current_epoch) if datamodule.trainer is not None else None
+
+
 class TensorBatches:
     """An iterable of ``(inputs, targets)`` batches sliced from tensors that stay where they are.
 
-    ``batch_size=None`` (or larger than the data) yields the full batch. Shuffling uses its own
-    seeded generator, so the order depends on the seed and the epoch only. Lightning accepts any
-    iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
+    ``batch_size=None`` (or larger than the data) yields the full batch. The shuffled order
+    depends on ``seed`` and the epoch number only (``epoch()``, the trainer's current epoch), so a
+    run resumed from a checkpoint sees the same batches as an uninterrupted one. Lightning accepts
+    any iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int):
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
+                 epoch: Callable[[], int] | None = None):
         self.inputs, self.targets = inputs, targets
         self.batch_size = min(batch_size or len(inputs), len(inputs)) or 1
         self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = epoch or EpochCounter()
+        self.generator = torch.Generator()
 
     def __len__(self) -> int:
         return -(-len(self.inputs) // self.batch_size)
@@ -34,6 +54,7 @@ class TensorBatches:
         if self.batch_size >= count and not self.shuffle:
             yield self.inputs, self.targets
             return
+        self.generator.manual_seed(self.seed + 100_003 * self.epoch())
         order = torch.randperm(count, generator=self.generator) if self.shuffle else torch.arange(count)
         order = order.to(self.inputs.device)
         for start in range(0, count, self.batch_size):
@@ -100,7 +121,7 @@ class TensorDataModule(pl.LightningDataModule):
         inputs, targets = self.splits[split]
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         self.splits[split] = (inputs, targets)  # keep the device copy for the next epoch
-        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed)
+        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self))
 
     def train_dataloader(self) -> TensorBatches:
         return self.batches("train", shuffle=self.batch_size is not None)

@@ -131,6 +131,9 @@ def main(args: list[str] | None = None) -> None:
     """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one line."""
     try:
         TemplateCLI(args=args)
+    except FloatingPointError as error:  # NonFiniteLossError: say where and why, without a traceback
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     except ValueError as error:
         cause = config_error_in(error)
         if cause is None:
