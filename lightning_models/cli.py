@@ -122,8 +122,9 @@ class TemplateCLI(LightningCLI):
 
 
 def instantiate(config: str | Path, *overrides: str) -> tuple[pl.LightningModule, pl.LightningDataModule, pl.Trainer]:
-    """Model, datamodule and trainer exactly as ``scripts/train.py fit --config CONFIG`` builds them."""
-    cli = TemplateCLI(args=["--config", str(config), *overrides], run=False)
+    """Model, datamodule and trainer exactly as ``scripts/train.py fit --config CONFIG`` builds them
+    (without the SaveConfigCallback, which would write config.yaml into the working directory)."""
+    cli = TemplateCLI(args=["--config", str(config), *overrides], run=False, save_config_callback=None)
     return cli.model, cli.datamodule, cli.trainer
 
 
