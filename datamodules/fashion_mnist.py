@@ -136,13 +136,14 @@ class ImageBatches:
         self.generator = torch.Generator(device=images.device)
 
     def __len__(self) -> int:
-        return -(-len(self.images) // (self.batch_size * self.world_size))
+        return -(-(len(self.images) // self.world_size) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count, device = len(self.images), self.images.device
         self.generator.manual_seed(self.seed + 100_003 * self.epoch())  # order and augmentation: f(seed, epoch)
         order = torch.randperm(count, generator=self.generator, device=device) if self.shuffle else torch.arange(count, device=device)
-        order = order[self.rank :: self.world_size]  # each DDP rank takes its own share
+        # Each DDP rank takes its own, equal share (DDP needs the same number of steps on every rank).
+        order = order[: count - count % self.world_size][self.rank :: self.world_size]
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             images = self.images[index]

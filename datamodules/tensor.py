@@ -35,19 +35,25 @@ class TensorBatches:
     depends on ``seed`` and the epoch number only (``epoch()``, the trainer's current epoch), so a
     run resumed from a checkpoint sees the same batches as an uninterrupted one. Lightning accepts
     any iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
+
+    Under DDP (``world_size > 1``) a shuffled split is dealt out: rank r takes every
+    ``world_size``-th row of the epoch's order, from the same seed on every rank, and all ranks
+    yield the same number of batches. Unshuffled splits (full-batch training, evaluation) are
+    not divided: every rank sees all rows.
     """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
-                 epoch: Callable[[], int] | None = None):
+                 epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1):
         self.inputs, self.targets = inputs, targets
         self.batch_size = min(batch_size or len(inputs), len(inputs)) or 1
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = epoch or EpochCounter()
+        self.rank, self.world_size = (rank, world_size) if shuffle else (0, 1)
         self.generator = torch.Generator()
 
     def __len__(self) -> int:
-        return -(-len(self.inputs) // self.batch_size)
+        return -(-(len(self.inputs) // self.world_size) // self.batch_size)
 
     def __iter__(self) -> Iterator[Split]:
         count = len(self.inputs)
@@ -56,7 +62,9 @@ class TensorBatches:
             return
         self.generator.manual_seed(self.seed + 100_003 * self.epoch())
         order = torch.randperm(count, generator=self.generator) if self.shuffle else torch.arange(count)
-        order = order.to(self.inputs.device)
+        # Equal shares (a few rows dropped when uneven): DDP needs the same number of steps on every rank.
+        order = order[: count - count % self.world_size][self.rank :: self.world_size].to(self.inputs.device)
+        count = len(order)
         for start in range(0, count, self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.inputs[index], self.targets[index]
@@ -121,7 +129,8 @@ class TensorDataModule(pl.LightningDataModule):
         inputs, targets = self.splits[split]
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         self.splits[split] = (inputs, targets)  # keep the device copy for the next epoch
-        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self))
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self), rank, world_size)
 
     def train_dataloader(self) -> TensorBatches:
         return self.batches("train", shuffle=self.batch_size is not None)

@@ -101,7 +101,9 @@ class TaskModule(pl.LightningModule):
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(predictions.detach(), targets)
         batch_size = len(targets)
-        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        # sync_dist: under DDP the epoch loss is averaged over ranks (once per epoch, not per step).
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
@@ -119,6 +121,18 @@ class TaskModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets scripts load a checkpoint without being told its class (lightning_models.checkpoints).
         checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        # The global RNG (dropout, weight init of later layers): a resumed run draws what an
+        # uninterrupted one would. Batch order and augmentation are a function of (seed, epoch).
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states and self._trainer is not None and self.trainer.state.fn == "fit":  # resuming training
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states["cuda"])
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

@@ -79,10 +79,14 @@ class TemplateCLI(LightningCLI):
             "ProgressBar" in str(callback.class_path) for callback in callbacks
         ):
             config.trainer.callbacks = [*callbacks, Namespace(class_path="pytorch_lightning.callbacks.RichProgressBar")]
+        version = None
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
+            config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
         if config.trainer.logger in (None, True):
             config.trainer.logger = Namespace(
                 class_path="pytorch_lightning.loggers.TensorBoardLogger",
-                init_args=Namespace(save_dir=LOG_ROOT, name=config.experiment_name, default_hp_metric=False),
+                init_args=Namespace(save_dir=LOG_ROOT, name=config.experiment_name, default_hp_metric=False,
+                                    version=version),
             )
 
     def after_fit(self) -> None:
@@ -119,6 +123,24 @@ class TemplateCLI(LightningCLI):
                 trainer.logger.log_hyperparams(model.hparams, {f"final_{k}": v for k, v in final.items()})
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))
             print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
+
+
+def newest_last_checkpoint(experiment: str, root: str | Path = LOG_ROOT) -> tuple[str | None, int | None]:
+    """``fit --ckpt_path last``: the ``last.ckpt`` of the newest ``<root>/<experiment>/version_N`` that
+    has one, and N, so that the resumed run logs and checkpoints into the same folder. Without one,
+    the run starts from scratch (as Lightning does for ``last``), which suits requeued cluster jobs."""
+    runs = []
+    for path in Path(root, experiment).glob("version_*/checkpoints/last.ckpt"):
+        suffix = path.parents[1].name.removeprefix("version_")
+        if suffix.isdigit():
+            runs.append((int(suffix), path))
+    if not runs:
+        print(f"--ckpt_path last: no {root}/{experiment}/version_*/checkpoints/last.ckpt yet; starting from scratch.",
+              file=sys.stderr)
+        return None, None
+    version, path = max(runs)
+    print(f"--ckpt_path last: resuming from {path}", file=sys.stderr)
+    return str(path), version
 
 
 def instantiate(config: str | Path, *overrides: str) -> tuple[pl.LightningModule, pl.LightningDataModule, pl.Trainer]:

@@ -1,14 +1,20 @@
 """Determinism, non-finite losses, and safe checkpoint loading."""
 
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from lightning_models.base import NonFiniteLossError
 from lightning_models.checkpoints import load_module
-from tests.conftest import CONFIGS, build_from_config, run_train
+from lightning_models.cli import newest_last_checkpoint
+from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 
 
 def train_once(*overrides):
@@ -60,3 +66,89 @@ def test_metrics_json_records_seed_and_versions(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
     assert metrics["seed"] == 7 and metrics["versions"]["torch"] == torch.__version__
+
+
+RESUME_ARGS = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.max_epochs=12",
+               "--trainer.check_val_every_n_epoch=1", "--data.init_args.batch_size=16",
+               "--model.init_args.updates_per_step=300", "--trainer.enable_progress_bar=false"]
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
+    whole = run_train(RESUME_ARGS, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "killed" / "lightning_logs" / "iris_mlp_classifier" / "version_0"
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *RESUME_ARGS],
+                               cwd=tmp_path / "killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.7)  # into a later epoch
+    assert process.poll() is None, "the run ended before it could be killed; make it longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists()
+    killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    assert killed_at < 11
+
+    resumed = run_train([*RESUME_ARGS, "--ckpt_path", "last"], tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stderr
+    assert [path.name for path in run_dir.parent.iterdir()] == ["version_0"]  # same run folder, continued
+    expected = json.loads(next((tmp_path / "whole").glob("lightning_logs/*/version_0/metrics.json")).read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("train", "val", "test", "global_step", "epochs"):
+        assert got[key] == expected[key], key
+
+
+def test_ckpt_path_last_without_a_run_starts_from_scratch(tmp_path):
+    assert newest_last_checkpoint("nothing_here", tmp_path) == (None, None)
+    for version in (0, 2, 10):
+        folder = tmp_path / "exp" / f"version_{version}" / "checkpoints"
+        folder.mkdir(parents=True)
+        if version != 10:  # the newest run has no checkpoint yet
+            (folder / "last.ckpt").write_bytes(b"")
+    assert newest_last_checkpoint("exp", tmp_path) == (str(tmp_path / "exp" / "version_2" / "checkpoints" / "last.ckpt"), 2)
+
+
+SAVER = """
+import sys, torch
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+io = TorchCheckpointIO()
+for step in range(1000):
+    io.save_checkpoint({"step": step, "weights": torch.full((4_000_000,), float(step))}, sys.argv[1])
+    print(step, flush=True)
+"""
+
+
+def test_kill_while_saving_never_leaves_a_garbage_checkpoint(tmp_path):
+    # The Trainer saves through TorchCheckpointIO, which writes a temporary file and renames it.
+    path = tmp_path / "last.ckpt"
+    process = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "0"
+    time.sleep(0.05)  # very likely in the middle of writing step 1 or later (16 MB each)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    checkpoint = torch.load(path, weights_only=True)
+    assert torch.all(checkpoint["weights"] == checkpoint["step"])
+
+
+def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):
+    (tmp_path / "ddp").mkdir(), (tmp_path / "single").mkdir()
+    args = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false"]
+    ddp = run_train([*args, "--trainer.strategy=ddp", "--trainer.devices=2"], tmp_path / "ddp")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count("iris_mlp_classifier: test/acc=") == 1  # the summary is printed by rank zero only
+    runs = list((tmp_path / "ddp" / "lightning_logs" / "iris_mlp_classifier").iterdir())
+    assert [run.name for run in runs] == ["version_0"]
+    writers = {path.name.split(".")[-2] for path in runs[0].glob("events.out.tfevents.*")}
+    assert len(writers) == 1  # every event file comes from one process (the name ends in .<pid>.<n>)
+    single = run_train(args, tmp_path / "single")
+    assert single.returncode == 0, single.stderr[-3000:]
+    # Full-batch iris: both ranks see all rows, DDP averages identical gradients -> the same model.
+    got, expected = (json.loads(next((tmp_path / name).glob("lightning_logs/*/version_0/metrics.json")).read_text())
+                     for name in ("ddp", "single"))
+    assert got["test"]["test/acc"] == expected["test"]["test/acc"] >= 0.9
+    assert got["test"]["test/loss"] == pytest.approx(expected["test"]["test/loss"], rel=1e-5)

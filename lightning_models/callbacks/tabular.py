@@ -40,7 +40,8 @@ class ConfusionMatrixPanel(PredictionPanel):
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         count = rows["predictions"].shape[-1]
-        matrix = MulticlassConfusionMatrix(num_classes=count)
+        # Drawn on rank zero only: a synchronising compute would wait for the other ranks forever.
+        matrix = MulticlassConfusionMatrix(num_classes=count, sync_on_compute=False)
         matrix.update(rows["predictions"], rows["targets"])
         figure, _ = matrix.plot(labels=class_names(trainer, count))
         figure.set_size_inches(max(5, count * 0.8), max(5, count * 0.8))
