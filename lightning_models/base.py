@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torchmetrics import MetricCollection
 
 from lightning_models.checks import ConfigError, check_choice, check_positive
@@ -30,7 +32,11 @@ class TaskModule(pl.LightningModule):
             update itself; ``updates_per_step=100`` runs 100 plain updates per step. ``max_steps``
             and ``global_step`` still count optimizer updates; an epoch then holds
             ``batches * updates_per_step`` updates, and train metrics come from the last update
-            of each step.
+            of each step. On one device in 32-bit precision, all but the last update of a step are
+            plain ``loss.backward(); optimizer.step()``: the per-update hooks
+            (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, a
+            ``backward`` override) then run once per step, for its last update. Elsewhere (DDP,
+            mixed precision) every update goes through Lightning.
 
     Optimization is manual (``automatic_optimization = False``) so that one loop serves both cases.
     """
@@ -70,16 +76,30 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
-        for _ in range(self.hparams.updates_per_step):
+        last = self.hparams.updates_per_step - 1
+        plain = last > 0 and self._plain_updates_allowed()
+        for update in range(last + 1):
             loss, predictions, targets = self.model_step(batch)
             optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+            if plain and update < last:
+                # Lightning's per-update hooks cost more than a tiny full-batch update itself.
+                loss.backward()
+                optimizer._on_before_step()  # keeps global_step counting updates
+                optimizer.optimizer.step()
+                optimizer._on_after_step()
+            else:
+                self.manual_backward(loss)
+                optimizer.step()
             if scheduler is not None:
                 scheduler.step()
         self._check_finite(loss, batch_idx)
         self._log_stage("train", loss, predictions, targets)
         return loss
+
+    def _plain_updates_allowed(self) -> bool:
+        """Updates may bypass Lightning: one device, no loss scaling or casting by a precision plugin."""
+        strategy = self.trainer.strategy
+        return type(strategy) is SingleDeviceStrategy and type(strategy.precision_plugin) is Precision
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         return self._evaluate("val", batch)

@@ -63,6 +63,7 @@ class ClassificationModule(TaskModule):
             "f1": MulticlassF1Score(num_classes=num_outputs, average="macro"),
         }
         self.init_metrics(MetricCollection(metrics))
+        self._one_hot: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def build_net(self) -> nn.Module:
         hp = self.hparams
@@ -83,5 +84,11 @@ class ClassificationModule(TaskModule):
         if self.hparams.loss == "cross_entropy":
             loss = F.cross_entropy(scores, targets)
         else:
-            loss = F.mse_loss(scores, F.one_hot(targets, self.hparams.num_outputs).to(scores.dtype))
+            loss = F.mse_loss(scores, self.one_hot(targets).to(scores.dtype))
         return loss, scores, targets
+
+    def one_hot(self, targets: torch.Tensor) -> torch.Tensor:
+        """One-hot targets, built once per batch tensor (full-batch runs reuse one tensor for every update)."""
+        if self._one_hot is None or self._one_hot[0] is not targets:
+            self._one_hot = (targets, F.one_hot(targets, self.hparams.num_outputs).float())
+        return self._one_hot[1]

@@ -137,12 +137,13 @@ def tensor_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], 
     return run_template(model, datamodule, trainer), lambda: plain_epoch(tensor_net, same_batches, torch.device("cpu"), batches)
 
 
-def fashion_cases(data_dir: str, batches: int | None) -> list[dict]:
-    return [
-        compare("fashion_vs_seed_loop", "1 epoch, batch 64, seed recipe", lambda: seed_loop_sides(data_dir, batches)),
-        compare("fashion_vs_tensor_loop", "1 epoch, batch 64, same in-memory batches",
-                lambda: tensor_loop_sides(data_dir, batches)),
-    ]
+def fashion_vs_seed_loop(data_dir: str, batches: int | None) -> dict:
+    return compare("fashion_vs_seed_loop", "1 epoch, batch 64, seed recipe", lambda: seed_loop_sides(data_dir, batches))
+
+
+def fashion_vs_tensor_loop(data_dir: str, batches: int | None) -> dict:
+    return compare("fashion_vs_tensor_loop", "1 epoch, batch 64, same in-memory batches",
+                   lambda: tensor_loop_sides(data_dir, batches))
 
 
 def fashion_gpu(data_dir: str, batches: int | None) -> dict | None:
@@ -158,6 +159,18 @@ def fashion_gpu(data_dir: str, batches: int | None) -> dict | None:
 
 
 REPEATS = 1
+CASES = {"iris_full_batch": iris_full_batch, "fashion_vs_seed_loop": fashion_vs_seed_loop,
+         "fashion_vs_tensor_loop": fashion_vs_tensor_loop, "fashion_gpu": fashion_gpu}
+GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_seed_loop", "fashion_vs_tensor_loop"], "gpu": ["fashion_gpu"]}
+
+
+def selected_cases(text: str, parser: argparse.ArgumentParser) -> list[str]:
+    chosen: list[str] = []
+    for name in filter(None, (part.strip() for part in text.split(","))):
+        if name not in CASES and name not in GROUPS:
+            parser.error(f"--cases: unknown case {name!r}; choose from {', '.join([*CASES, *GROUPS])}")
+        chosen += [case for case in GROUPS.get(name, [name]) if case not in chosen]
+    return chosen
 
 
 def compare(case: str, work: str, sides: Callable[[], tuple[Callable[[], float], Callable[[], float]]]) -> dict:
@@ -181,24 +194,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repetitions per case; the median is reported")
     parser.add_argument("--quick", action="store_true", help="1 000 iris updates, 50 Fashion-MNIST batches, 1 repetition")
     parser.add_argument("--data-dir", default=None, help="folder holding FashionMNIST/raw/ (Fashion cases skipped without it)")
-    parser.add_argument("--cases", default="iris,fashion,gpu", help="comma-separated subset of: iris, fashion, gpu")
+    parser.add_argument("--cases", default="iris,fashion,gpu",
+                        help=f"comma-separated case names ({', '.join(CASES)}) or groups ({', '.join(GROUPS)})")
     parser.add_argument("--json", default=None, help="write one record per case to this file")
     args = parser.parse_args()
     REPEATS = 1 if args.quick else args.repeats
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     torch.manual_seed(0)
-    cases = set(args.cases.split(","))
+    cases = selected_cases(args.cases, parser)
     results: list[dict] = []
-    if "iris" in cases:
-        results.append(iris_full_batch(1_000 if args.quick else 10_000))
     batches = 50 if args.quick else None
-    if "fashion" in cases and args.data_dir:
-        results.extend(fashion_cases(args.data_dir, batches))
-    elif "fashion" in cases:
-        print("fashion cases: skipped (give --data-dir)")
-    if "gpu" in cases and args.data_dir and (record := fashion_gpu(args.data_dir, batches)):
-        results.append(record)
+    for case in cases:
+        if case == "iris_full_batch":
+            results.append(iris_full_batch(1_000 if args.quick else 10_000))
+        elif not args.data_dir:
+            print(f"{case}: skipped (give --data-dir, the folder holding FashionMNIST/raw/)")
+        elif (record := CASES[case](args.data_dir, batches)) is not None:
+            results.append(record)
     print(f"\n{'case':<24} {'template s':>11} {'plain s':>9} {'ratio':>6} {'template loss':>14} {'plain loss':>11}")
     for r in results:
         plain = "-" if r["plain_s"] is None else f"{r['plain_s']:.3f}"
