@@ -11,7 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from lightning_models.base import TaskModule
-from lightning_models.checks import check_choice
+from lightning_models.checks import check_choice, check_fraction
 from lightning_models.nets import MLP, FashionCNN
 
 OUTPUTS = {
@@ -35,6 +35,8 @@ class ClassificationModule(TaskModule):
             between ``output_activation(logits)`` and one-hot targets.
         output_activation: applied before ``mse_onehot``: ``softmax``, ``sigmoid``,
             ``sigmoid_softmax`` (seed 000) or ``identity``. Ignored by ``cross_entropy``.
+        label_smoothing: of the ``cross_entropy`` training loss, in [0, 1) (validation and test
+            losses are plain cross-entropy, comparable across configs).
         **kwargs: optimizer settings of ``TaskModule``.
 
     To use another net, subclass and override ``build_net``.
@@ -51,9 +53,11 @@ class ClassificationModule(TaskModule):
         dropout: float = 0.25,
         loss: Literal["cross_entropy", "mse_onehot"] = "cross_entropy",
         output_activation: Literal["identity", "sigmoid", "softmax", "sigmoid_softmax"] = "softmax",
+        label_smoothing: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_fraction("label_smoothing", label_smoothing)
         check_choice("net", net, ("mlp", "fashion_cnn"))
         check_choice("loss", loss, ("cross_entropy", "mse_onehot"))
         check_choice("output_activation", output_activation, OUTPUTS)
@@ -82,7 +86,8 @@ class ClassificationModule(TaskModule):
         inputs, targets = batch
         scores = self(inputs)
         if self.hparams.loss == "cross_entropy":
-            loss = F.cross_entropy(scores, targets)
+            smoothing = self.hparams.label_smoothing if self.training else 0.0
+            loss = F.cross_entropy(scores, targets, label_smoothing=smoothing)
         else:
             loss = F.mse_loss(scores, self.one_hot(targets).to(scores.dtype))
         return loss, scores, targets

@@ -121,6 +121,8 @@ class TemplateCLI(LightningCLI):
                      for k, v in results.get(stage, {}).items()}
             if trainer.logger is not None and final:
                 trainer.logger.log_hyperparams(model.hparams, {f"final_{k}": v for k, v in final.items()})
+            for logger in trainer.loggers:  # close the event files now, not at interpreter exit
+                logger.finalize("success")
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))
             print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
 

@@ -147,6 +147,8 @@ def test_user_module_by_class_path(tmp_path):
         (["--model.init_args.lr", "-0.1"], "lr=-0.1"),
         (["--model.init_args.hidden_sizes", "[4, 0]"], "hidden_sizes=0"),
         (["--model.init_args.optimizer", "lbfgs"], "lbfgs"),
+        (["--data.init_args.batch_size", "0"], "batch_size=0"),
+        (["--model.init_args.label_smoothing", "1.5"], "label_smoothing=1.5"),
         (["--trainer.no_such_key", "1"], "no_such_key"),
     ],
 )

@@ -94,6 +94,15 @@ def test_missing_data_names_folder_files_and_option(tmp_path):
     assert all(name in message for name in NAMES) and "--data.data_dir" in message
 
 
+def test_empty_data_folder_is_the_same_clear_error(tmp_path):
+    (tmp_path / "FashionMNIST" / "raw").mkdir(parents=True)
+    with pytest.raises(DatasetError) as caught:
+        make(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "--data.data_dir" in message
+    assert all(name in message for name in NAMES)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "header", "gzip"])
 def test_corrupted_files_are_named(tmp_path, damage):
     write_idx(tmp_path, gz=damage == "gzip")

@@ -91,10 +91,17 @@ def linear_layer(module: pl.LightningModule) -> torch.nn.Linear:
 
 
 class PolynomialPanel(pl.Callback):
-    """Prints the learned polynomial beside the target (console and a TensorBoard text panel)."""
+    """Prints the learned polynomial beside the target (console and a TensorBoard text panel) and
+    logs ``test/coefficient_error``, the largest |learned - target| over the weights and the bias."""
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        layer, data = linear_layer(pl_module), trainer.datamodule
+        learned = torch.cat([layer.weight.detach().flatten().cpu(), layer.bias.detach().flatten().cpu()])
+        target = torch.cat([data.weight.flatten(), data.bias.flatten()])
+        pl_module.log("test/coefficient_error", float((learned - target).abs().max()))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.report(trainer, pl_module)
