@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
-from datamodules.tensor import EpochCounter, trainer_epoch
+from datamodules.tensor import EpochCounter, epoch_order, trainer_epoch, trainer_shard
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
@@ -139,11 +139,9 @@ class ImageBatches:
         return -(-(len(self.images) // self.world_size) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        count, device = len(self.images), self.images.device
-        self.generator.manual_seed(self.seed + 100_003 * self.epoch())  # order and augmentation: f(seed, epoch)
-        order = torch.randperm(count, generator=self.generator, device=device) if self.shuffle else torch.arange(count, device=device)
-        # Each DDP rank takes its own, equal share (DDP needs the same number of steps on every rank).
-        order = order[: count - count % self.world_size][self.rank :: self.world_size]
+        # Order and augmentation: a function of (seed, epoch); each DDP rank takes its own share.
+        order = epoch_order(len(self.images), self.generator, self.seed, self.epoch(), self.shuffle, self.rank,
+                            self.world_size)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             images = self.images[index]
@@ -268,9 +266,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         images, labels = (t.to(device) for t in self.tensors[split])
         self.tensors[split] = (images, labels)
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None and shuffle else (0, 1)
         return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed,
-                            rank, world, self.crop_padding, trainer_epoch(self))
+                            *trainer_shard(self, shuffle), self.crop_padding, trainer_epoch(self))
 
     def train_dataloader(self) -> ImageBatches | DataLoader:
         return self.loader("train")

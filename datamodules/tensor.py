@@ -28,6 +28,24 @@ def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | Non
     return (lambda: datamodule.trainer.current_epoch) if datamodule.trainer is not None else None
 
 
+def trainer_shard(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[int, int]:
+    """``(rank, world_size)`` over which a split is dealt out: the trainer's for shuffled (training)
+    splits; ``(0, 1)`` without a trainer and for unshuffled splits, which every rank sees whole."""
+    trainer = datamodule.trainer
+    return (trainer.global_rank, trainer.world_size) if trainer is not None and shuffle else (0, 1)
+
+
+def epoch_order(count: int, generator: torch.Generator, seed: int, epoch: int, shuffle: bool, rank: int,
+                world_size: int) -> torch.Tensor:
+    """This rank's row order for one epoch, on the generator's device. The generator is reseeded from
+    ``(seed, epoch)`` (so later draws, e.g. augmentation, are a function of them too); rank r takes
+    every ``world_size``-th row, in equal shares: DDP needs the same number of steps on every rank."""
+    generator.manual_seed(seed + 100_003 * epoch)
+    device = generator.device
+    order = torch.randperm(count, generator=generator, device=device) if shuffle else torch.arange(count, device=device)
+    return order[: count - count % world_size][rank::world_size]
+
+
 class TensorBatches:
     """An iterable of ``(inputs, targets)`` batches sliced from tensors that stay where they are.
 
@@ -36,10 +54,8 @@ class TensorBatches:
     run resumed from a checkpoint sees the same batches as an uninterrupted one. Lightning accepts
     any iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
 
-    Under DDP (``world_size > 1``) a shuffled split is dealt out: rank r takes every
-    ``world_size``-th row of the epoch's order, from the same seed on every rank, and all ranks
-    yield the same number of batches. Unshuffled splits (full-batch training, evaluation) are
-    not divided: every rank sees all rows.
+    Under DDP (``world_size > 1``, see ``trainer_shard``) a shuffled split is dealt out by
+    ``epoch_order``: every rank draws the same order and takes its own equal share.
     """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
@@ -49,7 +65,7 @@ class TensorBatches:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = epoch or EpochCounter()
-        self.rank, self.world_size = (rank, world_size) if shuffle else (0, 1)
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator()
 
     def __len__(self) -> int:
@@ -60,12 +76,9 @@ class TensorBatches:
         if self.batch_size >= count and not self.shuffle:
             yield self.inputs, self.targets
             return
-        self.generator.manual_seed(self.seed + 100_003 * self.epoch())
-        order = torch.randperm(count, generator=self.generator) if self.shuffle else torch.arange(count)
-        # Equal shares (a few rows dropped when uneven): DDP needs the same number of steps on every rank.
-        order = order[: count - count % self.world_size][self.rank :: self.world_size].to(self.inputs.device)
-        count = len(order)
-        for start in range(0, count, self.batch_size):
+        order = epoch_order(count, self.generator, self.seed, self.epoch(), self.shuffle, self.rank, self.world_size)
+        order = order.to(self.inputs.device)
+        for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.inputs[index], self.targets[index]
 
@@ -129,8 +142,8 @@ class TensorDataModule(pl.LightningDataModule):
         inputs, targets = self.splits[split]
         inputs, targets = inputs.to(self.device), targets.to(self.device)
         self.splits[split] = (inputs, targets)  # keep the device copy for the next epoch
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
-        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self), rank, world_size)
+        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self),
+                             *trainer_shard(self, shuffle))
 
     def train_dataloader(self) -> TensorBatches:
         return self.batches("train", shuffle=self.batch_size is not None)
