@@ -174,32 +174,41 @@ def selected_cases(text: str, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def compare(case: str, work: str, sides: Callable[[], tuple[Callable[[], float], Callable[[], float]]]) -> dict:
-    """Times both sides ``REPEATS`` times, alternating, each time from fresh copies of the same
-    starting point (``sides()`` builds them, untimed), and reports medians."""
-    template_times, plain_times = [], []
-    for _ in range(REPEATS):
-        template, plain = sides()
-        torch.manual_seed(0)  # the same dropout masks on both sides
-        seconds, template_loss = timed(template)
-        template_times.append(seconds)
-        torch.manual_seed(0)
-        seconds, plain_loss = timed(plain)
-        plain_times.append(seconds)
-    template_s, plain_s = statistics.median(template_times), statistics.median(plain_times)
-    return {"case": case, "work": work, "template_s": template_s, "plain_s": plain_s, "ratio": template_s / plain_s,
-            "template_loss": template_loss, "plain_loss": plain_loss}
+    """Times both sides ``REPEATS`` times, each time from fresh copies of the same starting point
+    (``sides()`` builds them, untimed).
+
+    The order alternates (template first, then plain first, ...): the speed of 2 shared cores
+    drifts by 10-25% within minutes, and a fixed order would charge the drift to one side. The
+    ratio is the median of the per-repetition ratios; the times are medians too.
+    """
+    times: dict[str, list[float]] = {"template": [], "plain": []}
+    losses: dict[str, float] = {}
+    for repeat in range(REPEATS):
+        built = dict(zip(("template", "plain"), sides()))
+        for name in ("template", "plain") if repeat % 2 == 0 else ("plain", "template"):
+            torch.manual_seed(0)  # the same dropout masks on both sides
+            seconds, losses[name] = timed(built[name])
+            times[name].append(seconds)
+    ratios = [template / plain for template, plain in zip(times["template"], times["plain"])]
+    return {"case": case, "work": work, "template_s": statistics.median(times["template"]),
+            "plain_s": statistics.median(times["plain"]), "ratio": statistics.median(ratios),
+            "template_loss": losses["template"], "plain_loss": losses["plain"],
+            "template_times": times["template"], "plain_times": times["plain"], "ratios": ratios}
 
 
 def main() -> None:
     global REPEATS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="repetitions per case; the median is reported")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="repetitions per case, alternating which side runs first; medians are reported")
     parser.add_argument("--quick", action="store_true", help="1 000 iris updates, 50 Fashion-MNIST batches, 1 repetition")
     parser.add_argument("--data-dir", default=None, help="folder holding FashionMNIST/raw/ (Fashion cases skipped without it)")
     parser.add_argument("--cases", default="iris,fashion,gpu",
                         help=f"comma-separated case names ({', '.join(CASES)}) or groups ({', '.join(GROUPS)})")
     parser.add_argument("--json", default=None, help="write one record per case to this file")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give at least 1")
     REPEATS = 1 if args.quick else args.repeats
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)

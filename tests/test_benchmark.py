@@ -21,3 +21,28 @@ def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
     # identical starting weights and updates: the same final loss on both sides
     assert record["template_loss"] == pytest.approx(record["plain_loss"], rel=1e-5)
     assert "iris_full_batch" in done.stdout
+
+
+def test_compare_alternates_the_order_and_takes_the_median_ratio(monkeypatch):
+    """A drifting machine must not be charged to one side: the first side alternates per
+    repetition and the ratio is the median of the per-repetition ratios."""
+    from scripts import benchmark
+
+    calls: list[str] = []
+    durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0])  # per call, in call order
+    clock = [0.0]
+
+    def side(name: str):
+        def run() -> float:
+            calls.append(name)
+            clock[0] += next(durations)
+            return 0.5
+        return run
+
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(benchmark, "REPEATS", 3)
+    record = benchmark.compare("fake", "work", lambda: (side("template"), side("plain")))
+    assert calls == ["template", "plain", "plain", "template", "template", "plain"]
+    assert record["template_times"] == [2.0, 4.0, 3.0] and record["plain_times"] == [1.0, 1.0, 1.0]
+    assert record["ratio"] == pytest.approx(3.0)  # median of 2, 4, 3
+    assert record["template_s"] == pytest.approx(3.0) and record["plain_s"] == pytest.approx(1.0)

@@ -132,6 +132,29 @@ def test_augmentation_keeps_shape_and_is_seeded():
     assert bool((a.sum((1, 2)) <= originals.sum((1, 2)) + 1e-3).all())  # crops only drop pixels, never invent
 
 
+
+def test_augmentation_starts_at_augment_from_epoch():
+    images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(32)
+    batches = ImageBatches(images, labels, 32, True, True, lambda x: x.float(), seed=0, augment_from_epoch=2)
+    epochs = [next(iter(batches)) for _ in range(3)]  # without a trainer each pass is the next epoch
+    for clean, order in epochs[:2]:
+        assert torch.equal(clean, images[order].float())  # epochs 0 and 1: the images as they are
+    augmented, order = epochs[2]
+    assert not torch.equal(augmented, images[order].float())
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"augment_from_epoch": -1}, "augment_from_epoch=-1"),
+    ({"augment": True, "augment_from_epoch": 2, "input_path": "torchvision"}, "input_path=tensor"),
+])
+def test_bad_augmentation_options_are_refused(options, named):
+    from lightning_models.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        FashionMNISTDataModule(**options)
+
+
 class PlantedClassifier(ClassificationModule):
     """Predicts class (i + 1) % 10 for images whose index i is a multiple of 3, else the true class i % 10."""
 

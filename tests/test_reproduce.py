@@ -50,3 +50,22 @@ def test_readme_results_table_is_the_committed_report(tmp_path):
     edited = text[: row + number.start()] + "0.123" + text[row + number.end():]
     (tmp_path / "README.md").write_text(edited)
     assert readme_check(report, tmp_path / "README.md", update=False) == 1
+
+
+def test_only_replaces_its_rows_and_keeps_the_others(tmp_path):
+    def reproduce(*options: str) -> dict:
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--accelerator", "cpu",
+                               "--out", "reports", *options], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
+
+    first = reproduce("--only", "xor_mlp,exp_linear_sgd")
+    second = reproduce("--only", "exp_linear_sgd")
+    rows = {row["name"]: row for row in second["experiments"]}
+    assert list(rows) == ["exp_linear_sgd", "xor_mlp"]  # registry order
+    kept = next(row for row in first["experiments"] if row["name"] == "xor_mlp")
+    assert rows["xor_mlp"]["default"]["run_dir"] == kept["default"]["run_dir"]  # not re-run
+    assert rows["exp_linear_sgd"]["default"]["run_dir"].endswith("version_1")  # re-run: a new version
+    runs = [row["default"] for row in rows.values()]
+    assert second["meta"]["total_wall_time_s"] == round(sum(run["wall_time_s"] for run in runs), 1)
+    assert "`exp_linear_sgd`" in (tmp_path / "reports" / "RESULTS.md").read_text()
