@@ -203,12 +203,7 @@ def merge_rows(rows: list[dict], out: Path, meta: dict) -> list[dict]:
         print(f"note: {path} comes from another kind of run (quick, accelerator or device differ); it is replaced, not merged")
         return rows
     new = {row["name"]: row for row in rows}
-    kept = {row["name"]: row for row in old["experiments"] if row["name"] not in new}
-    for row in kept.values():  # rows written before rows carried their date
-        for recipe in ("seed", "default"):
-            if row[recipe]:
-                row[recipe].setdefault("date", old["meta"]["date"])
-    merged = {**kept, **new}
+    merged = {**{row["name"]: row for row in old["experiments"]}, **new}
     return [merged[e.name] for e in EXPERIMENTS if e.name in merged]
 
 

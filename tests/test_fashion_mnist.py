@@ -132,7 +132,6 @@ def test_augmentation_keeps_shape_and_is_seeded():
     assert bool((a.sum((1, 2)) <= originals.sum((1, 2)) + 1e-3).all())  # crops only drop pixels, never invent
 
 
-
 def test_augmentation_starts_at_augment_from_epoch():
     images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8)
     labels = torch.arange(32)
