@@ -9,17 +9,16 @@ import shutil
 import stat
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
-from datamodules.tensor import EpochCounter, epoch_order, trainer_epoch, trainer_shard
+from datamodules.tensor import InMemoryDataModule, TensorBatches, trainer_epoch, trainer_shard
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
@@ -117,8 +116,8 @@ def prepare_raw_files(data_dir: Path, download: bool) -> Path:
     return root
 
 
-class ImageBatches:
-    """Batches of a uint8 image tensor kept on the training device, normalised by indexing.
+class ImageBatches(TensorBatches):
+    """Batches of a uint8 image tensor kept on the training device, made model inputs by ``transform``.
 
     Replaces a DataLoader for data that fits in (GPU) memory: no workers, no per-sample
     Python, no host-to-device copy per step. Order and augmentation depend on ``seed`` and the
@@ -127,30 +126,17 @@ class ImageBatches:
     ``augment_from_epoch`` on (0-based; earlier epochs are clean).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, augment: bool,
-                 normalize: Callable[[torch.Tensor], torch.Tensor], seed: int, rank: int = 0, world_size: int = 1,
-                 crop_padding: int = 2, epoch: Callable[[], int] | None = None, augment_from_epoch: int = 0):
-        self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.augment, self.normalize = batch_size, shuffle, augment, normalize
-        self.rank, self.world_size, self.crop_padding = rank, world_size, crop_padding
-        self.augment_from_epoch = augment_from_epoch
-        self.seed, self.epoch = seed, epoch or EpochCounter()
-        self.generator = torch.Generator(device=images.device)
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
+                 epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, augment: bool = False,
+                 crop_padding: int = 2, augment_from_epoch: int = 0):
+        super().__init__(images, labels, batch_size, shuffle, seed, epoch, rank, world_size, transform)
+        self.augment, self.crop_padding, self.augment_from_epoch = augment, crop_padding, augment_from_epoch
 
-    def __len__(self) -> int:
-        return -(-(len(self.images) // self.world_size) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # Order and augmentation: a function of (seed, epoch); each DDP rank takes its own share.
-        epoch = self.epoch()
-        order = epoch_order(len(self.images), self.generator, self.seed, epoch, self.shuffle, self.rank, self.world_size)
-        augment = self.augment and epoch >= self.augment_from_epoch
-        for start in range(0, len(order), self.batch_size):
-            index = order[start : start + self.batch_size]
-            images = self.images[index]
-            if augment:
-                images = self.random_flip_and_crop(images)
-            yield self.normalize(images), self.labels[index]
+    def batch(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
+        if self.augment and epoch >= self.augment_from_epoch:
+            images = self.random_flip_and_crop(images)
+        return super().batch(images, epoch)
 
     def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
         count, height, width = images.shape
@@ -166,19 +152,19 @@ class ImageBatches:
         return padded[torch.arange(count, device=images.device)[:, None, None], rows, cols]
 
 
-class FashionMNISTDataModule(pl.LightningDataModule):
+class FashionMNISTDataModule(InMemoryDataModule):
     """Fashion-MNIST (60 000 train / 10 000 test, 28x28 grey, 10 classes) from torchvision.
 
     Args:
         data_dir: folder holding ``FashionMNIST/raw/`` (default ``data/``, git-ignored).
-        batch_size: images per batch (seed 004: 64).
+        batch_size: images per batch (text 004: 64).
         val_size: images taken from the training set for validation, by a seeded split. ``0``
-            trains on all 60 000 (the seed recipe); validation then runs on the training images.
+            trains on all 60 000 (the source recipe); validation then runs on the training images.
         input_path: ``tensor``: the whole set as one uint8 tensor on the training device,
             normalised batches built by indexing (fast); ``torchvision``: the dataset's own
-            transforms with a DataLoader (the seed's path).
+            transforms with a DataLoader (text 004's path).
         normalize: subtract 0.2860 and divide by 0.3530 (the dataset's statistics); without it,
-            pixels are in [0, 1] as ``ToTensor`` gives them (the seed recipe).
+            pixels are in [0, 1] as ``ToTensor`` gives them (the source recipe).
         augment: random horizontal flip and, with ``crop_padding > 0``, a random crop of the
             image padded by that many pixels, on training batches.
         crop_padding: padding of the random crop (0: flips only).
@@ -212,12 +198,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         download: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         check_positive("batch_size", batch_size, integer=True)
         check_choice("input_path", input_path, ("tensor", "torchvision"))
         if not 0 <= val_size < 60_000:
             raise ConfigError(f"val_size={val_size!r} is invalid; expected 0 <= val_size < 60000.")
-        self.data_dir, self.batch_size, self.val_size = Path(data_dir), batch_size, val_size
+        self.data_dir, self.val_size = Path(data_dir), val_size
         if crop_padding < 0:
             raise ConfigError(f"crop_padding={crop_padding!r} is invalid; expected an integer >= 0.")
         if augment_from_epoch < 0:
@@ -227,15 +213,14 @@ class FashionMNISTDataModule(pl.LightningDataModule):
                               "use input_path=tensor, or augment_from_epoch=0 with input_path=torchvision.")
         self.augment_from_epoch = augment_from_epoch
         self.input_path, self.normalize, self.augment, self.crop_padding = input_path, normalize, augment, crop_padding
-        self.num_workers, self.download, self.seed = num_workers, download, seed
+        self.num_workers, self.download = num_workers, download
         self.root: Path | None = None
-        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
         self.root = prepare_raw_files(self.data_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.tensors:
+        if self.splits:
             return
         if self.root is None:  # prepare_data runs on one process per node; other ranks land here
             self.root = prepare_raw_files(self.data_dir, download=False)
@@ -244,13 +229,13 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
         train_rows = order[self.val_size :].sort().values
         self.split_indices = {"train": train_rows, "val": order[: self.val_size].sort().values if self.val_size else train_rows}
-        self.tensors = {
+        self.splits = {
             "train": (train.data[self.split_indices["train"]], train.targets[self.split_indices["train"]]),
             "val": (train.data[self.split_indices["val"]], train.targets[self.split_indices["val"]]),
             "test": (test.data, test.targets),
         }
 
-    def scale(self, images: torch.Tensor) -> torch.Tensor:
+    def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), normalised as configured."""
         images = images.unsqueeze(1).float().div_(255)
         return images.sub_(MEAN).div_(STD) if self.normalize else images
@@ -271,26 +256,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         dataset = FashionMNIST(str(self.root), train=split != "test", transform=transforms.Compose(steps))
         return dataset if split == "test" else Subset(dataset, self.split_indices[split].tolist())
 
-    def loader(self, split: str) -> ImageBatches | DataLoader:
-        shuffle = split == "train"
-        if self.input_path == "torchvision":
+    def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
+        if self.input_path == "torchvision":  # text 004's path: workers decode and transform each image
             generator = torch.Generator().manual_seed(self.seed)
             return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
                               num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=generator)
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images, labels = (t.to(device) for t in self.tensors[split])
-        self.tensors[split] = (images, labels)
-        return ImageBatches(images, labels, self.batch_size, shuffle, self.augment and shuffle, self.scale, self.seed,
-                            *trainer_shard(self, shuffle), self.crop_padding, trainer_epoch(self), self.augment_from_epoch)
-
-    def train_dataloader(self) -> ImageBatches | DataLoader:
-        return self.loader("train")
-
-    def val_dataloader(self) -> ImageBatches | DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> ImageBatches | DataLoader:
-        return self.loader("test")
-
-    def predict_dataloader(self) -> ImageBatches | DataLoader:
-        return self.loader("test")
+        images, labels = self.on_device(split)
+        return ImageBatches(images, labels, self.batch_size, shuffle, self.seed, trainer_epoch(self),
+                            *trainer_shard(self, shuffle), transform=self.to_inputs, augment=self.augment and shuffle,
+                            crop_padding=self.crop_padding, augment_from_epoch=self.augment_from_epoch)

@@ -1,4 +1,4 @@
-"""Iris (scikit-learn's copy, no download) for the five tabular experiments of seeds 000 and 002."""
+"""Iris (scikit-learn's copy, no download) for the five tabular experiments of source texts 000 and 002."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
-from datamodules.tensor import Split, TensorDataModule
+from datamodules.tensor import Examples, TensorDataModule
 from lightning_models.checks import check_choice, check_fraction
 
 TARGETS = ("species", "petal_width", "features")
-SPLITS = ("odd_even", "stratified")
+PARTITIONS = ("odd_even", "stratified")
 
 
 class IrisDataModule(TensorDataModule):
@@ -23,12 +23,13 @@ class IrisDataModule(TensorDataModule):
         target: ``species`` (3 classes from the 4 measurements), ``petal_width`` (regressed from
             the other three), or ``features`` (all four, for the autoencoder; targets are the raw
             measurements so reconstruction error is in cm^2 whatever the input scaling).
-        split: ``odd_even``: the seeds' split, odd rows train (75), even rows test (75);
-            ``stratified``: a seeded stratified split with ``test_fraction`` of the rows as test.
+        partition: how rows are divided into train and test: ``odd_even``, the source texts' rule,
+            odd rows train (75), even rows test (75); ``stratified``, a seeded stratified draw with
+            ``test_fraction`` of the rows as test.
         val_fraction: part of the training rows held out, stratified by species, for validation.
-            ``0`` keeps every training row for training, as the seeds do; validation then runs on
-            the training rows, so ``val/*`` metrics are the seeds' train metrics.
-        test_fraction: test share for ``stratified``.
+            ``0`` keeps every training row for training, as the source texts do; validation then runs
+            on the training rows, so ``val/*`` metrics are the texts' train metrics.
+        test_fraction: test share of the ``stratified`` partition.
         batch_size, standardize, seed: see ``TensorDataModule``.
 
     Example: ``IrisDataModule(target="petal_width", val_fraction=0.2)``.
@@ -37,7 +38,7 @@ class IrisDataModule(TensorDataModule):
     def __init__(
         self,
         target: Literal["species", "petal_width", "features"] = "species",
-        split: Literal["odd_even", "stratified"] = "odd_even",
+        partition: Literal["odd_even", "stratified"] = "odd_even",
         val_fraction: float = 0.2,
         test_fraction: float = 0.5,
         batch_size: int | None = None,
@@ -46,10 +47,10 @@ class IrisDataModule(TensorDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, standardize=standardize, seed=seed)
         check_choice("target", target, TARGETS)
-        check_choice("split", split, SPLITS)
+        check_choice("partition", partition, PARTITIONS)
         check_fraction("val_fraction", val_fraction)
         check_fraction("test_fraction", test_fraction, allow_zero=False)
-        self.target, self.split, self.val_fraction, self.test_fraction = target, split, val_fraction, test_fraction
+        self.target, self.partition, self.val_fraction, self.test_fraction = target, partition, val_fraction, test_fraction
         self.class_names = list(load_iris().target_names)
 
     @property
@@ -74,7 +75,7 @@ class IrisDataModule(TensorDataModule):
         """Row numbers of each split; seeded, disjoint, and covering all 150 rows."""
         _, _, species = self.arrays()
         rows = np.arange(len(species))
-        if self.split == "odd_even":
+        if self.partition == "odd_even":
             train, test = rows[rows % 2 == 1], rows[rows % 2 == 0]
         else:
             train, test = train_test_split(
@@ -87,7 +88,7 @@ class IrisDataModule(TensorDataModule):
             )
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> dict[str, Examples]:
         inputs, targets, _ = self.arrays()
         inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
         return {name: (inputs_t[rows], targets_t[rows]) for name, rows in self.row_indices().items()}
@@ -95,4 +96,4 @@ class IrisDataModule(TensorDataModule):
     def labelled_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every flower's (scaled) inputs and its species, for panels such as the latent-code plot."""
         inputs, _, species = self.arrays()
-        return self.scale(torch.from_numpy(inputs)), torch.from_numpy(species)
+        return self.standardize_inputs(torch.from_numpy(inputs)), torch.from_numpy(species)

@@ -1,42 +1,43 @@
-"""Synthetic data of seeds 001, 003 and 004: function fitting, a polynomial, 2-D blobs, quadrants, XOR."""
+"""Synthetic data of source texts 001, 003 and 004: function fitting, a polynomial, 2-D blobs, quadrants, XOR."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
 import torch
 
-from datamodules.tensor import Split, TensorDataModule
+from datamodules.tensor import Examples, TensorDataModule, seed_for_epoch, trainer_epoch
+from lightning_models.callbacks.synthetic import describe_polynomial
 from lightning_models.checks import check_choice, check_positive
 
 
 def polynomial_target() -> tuple[torch.Tensor, torch.Tensor]:
-    """Seed 003's target: ``torch.manual_seed(2020)``; W = randn(4, 1) * 5, b = randn(1) * 5."""
+    """Text 003's target: ``torch.manual_seed(2020)``; W = randn(4, 1) * 5, b = randn(1) * 5."""
     generator = torch.Generator().manual_seed(2020)
     weight = torch.randn(4, 1, generator=generator) * 5
     bias = torch.randn(1, generator=generator) * 5
     return weight, bias
 
 
-def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
-    """Seed 003's ``poly_desc``: ``y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40``."""
-    terms = " ".join(f"{float(w):+.2f} x^{power}" for power, w in enumerate(weight.flatten(), start=1))
-    return f"y = {terms} {float(bias.flatten()[0]):+.2f}"
-
-
 class FreshBatches:
-    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as seed 001 does."""
+    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does.
+    The generator is reseeded from ``(seed, epoch)`` when an epoch starts, so a resumed run draws the
+    same batches as an uninterrupted one."""
 
-    def __init__(self, sample, batch_size: int, steps: int, seed: int, device: torch.device) -> None:  # noqa: ANN001
+    def __init__(self, sample: Callable[[int, torch.Generator], Examples], batch_size: int, steps: int, seed: int,
+                 device: torch.device, epoch: Callable[[], int] | None = None) -> None:
         self.sample, self.batch_size, self.steps, self.device = sample, batch_size, steps, device
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.epoch = seed, epoch or itertools.count().__next__
+        self.generator = torch.Generator()
 
     def __len__(self) -> int:
         return self.steps
 
-    def __iter__(self) -> Iterator[Split]:
+    def __iter__(self) -> Iterator[Examples]:
+        seed_for_epoch(self.generator, self.seed, self.epoch())
         for _ in range(self.steps):
             inputs, targets = self.sample(self.batch_size, self.generator)
             yield inputs.to(self.device), targets.to(self.device)
@@ -46,12 +47,12 @@ class FunctionDataModule(TensorDataModule):
     """Regression on a known function, with a fresh random training batch every step.
 
     Args:
-        function: ``exp``: y = e^x, x ~ U[0, 1) (seed 001); ``polynomial``: seed 003's 4th-degree
+        function: ``exp``: y = e^x, x ~ U[0, 1) (text 001); ``polynomial``: text 003's 4th-degree
             polynomial, x ~ N(0, 1), inputs the features [x, x^2, x^3, x^4].
-        batch_size: points per training batch (seed 001: 100; seed 003: 32).
+        batch_size: points per training batch (text 001: 100; text 003: 32).
         steps_per_epoch: training batches per epoch (an epoch has no natural length here).
         val_size: fixed random validation points. The test set is fixed too: for ``exp`` the 100
-            evenly spaced points of [0, 1] on which the seed checks the fit.
+            evenly spaced points of [0, 1] on which text 001 checks the fit.
     """
 
     def __init__(
@@ -77,19 +78,19 @@ class FunctionDataModule(TensorDataModule):
     def num_outputs(self) -> int:
         return 1
 
-    def points(self, x: torch.Tensor) -> Split:
+    def points(self, x: torch.Tensor) -> Examples:
         """Inputs and targets for the 1-D points ``x``."""
         if self.function == "exp":
             return x.unsqueeze(1), torch.exp(x).unsqueeze(1)
         features = torch.stack([x**power for power in range(1, 5)], dim=1)
         return features, features @ self.weight + self.bias
 
-    def sample(self, count: int, generator: torch.Generator) -> Split:
+    def sample(self, count: int, generator: torch.Generator) -> Examples:
         if self.function == "exp":
             return self.points(torch.rand(count, generator=generator))
         return self.points(torch.randn(count, generator=generator))
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> dict[str, Examples]:
         val = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 1))
         if self.function == "exp":
             test = self.points(torch.linspace(0, 1, 100))
@@ -98,30 +99,30 @@ class FunctionDataModule(TensorDataModule):
         return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
 
     def train_dataloader(self) -> FreshBatches:
-        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device)
+        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device, trainer_epoch(self))
 
     def describe_target(self) -> str:
         return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"
 
 
 def quadrant_features(points: torch.Tensor) -> torch.Tensor:
-    """Seed 004's feature engineering: one-hot of the quadrant (1: x>0,y>0; 2: x<0,y>0; 3; 4)."""
+    """Text 004's feature engineering: one-hot of the quadrant (1: x>0,y>0; 2: x<0,y>0; 3; 4)."""
     right, up = points[:, 0] > 0, points[:, 1] > 0
     return torch.stack([right & up, ~right & up, ~right & ~up, right & ~up], dim=1).float()
 
 
 class PlaneDataModule(TensorDataModule):
-    """Two-class points in the plane (seeds 003 and 004), fixed train/val/test sets.
+    """Two-class points in the plane (texts 003 and 004), fixed train/val/test sets.
 
     Args:
         dataset: ``blobs``: Gaussians at (0, 0) and (2, 2), unit variance, ``points_per_class``
-            each (seed 003); ``quadrants``: 50 points per quadrant around 3 * (+-1, +-1), label
-            ``x1 > 0`` (seed 004, separable); ``xor``: the same points, label
+            each (text 003); ``quadrants``: 50 points per quadrant around 3 * (+-1, +-1), label
+            ``x1 > 0`` (text 004, separable); ``xor``: the same points, label
             ``xor(x1 > 0, x2 > 0)``.
-        features: ``raw`` coordinates, or ``quadrant`` one-hot features (seed 004's fix for XOR).
-        points_per_class: blobs only (seed 003: 500).
-        batch_size, standardize: see ``TensorDataModule`` (the seeds do not standardise).
-        seed: the training set of ``quadrants``/``xor`` is the seed's own (``np.random.seed(42)``);
+        features: ``raw`` coordinates, or ``quadrant`` one-hot features (text 004's fix for XOR).
+        points_per_class: blobs only (text 003: 500).
+        batch_size, standardize: see ``TensorDataModule`` (the source texts do not standardise).
+        seed: the training set of ``quadrants``/``xor`` is text 004's own (``np.random.seed(42)``);
             validation and test sets are drawn the same way with other seeds.
     """
 
@@ -149,8 +150,8 @@ class PlaneDataModule(TensorDataModule):
     def num_outputs(self) -> int:
         return 2
 
-    def draw_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points and labels as the seeds draw them, from ``np.random.seed(seed)``."""
+    def sample_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points and labels as the source texts draw them, from ``np.random.seed(seed)``."""
         np.random.seed(seed)
         if self.dataset == "blobs":
             n = self.points_per_class
@@ -169,8 +170,8 @@ class PlaneDataModule(TensorDataModule):
         """Model inputs for plane coordinates (used by the decision-surface panel too)."""
         return quadrant_features(points) if self.features == "quadrant" else points
 
-    def load_splits(self) -> dict[str, Split]:
-        self.plane = {name: self.draw_points(self.seed + 1000 * i) for i, name in enumerate(("train", "val", "test"))}
+    def load_splits(self) -> dict[str, Examples]:
+        self.plane = {name: self.sample_points(self.seed + 1000 * i) for i, name in enumerate(("train", "val", "test"))}
         return {name: (self.to_features(points), labels) for name, (points, labels) in self.plane.items()}
 
     def plane_points(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:

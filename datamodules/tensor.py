@@ -1,7 +1,9 @@
-"""Base for small data held in memory as tensors: splits, train-only scaling, device-resident batches."""
+"""Data held in memory as tensors: batch order as a function of (seed, epoch), device-resident batches,
+and the datamodule plumbing shared by the tabular, synthetic and image datamodules."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import pytorch_lightning as pl
@@ -9,18 +11,7 @@ import torch
 
 from lightning_models.checks import ConfigError, check_positive
 
-Split = tuple[torch.Tensor, torch.Tensor]
-
-
-class EpochCounter:
-    """Counts calls: the epoch number of an iterable used without a trainer."""
-
-    def __init__(self) -> None:
-        self.count = -1
-
-    def __call__(self) -> int:
-        self.count += 1
-        return self.count
+Examples = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one split or one batch
 
 
 def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | None:
@@ -35,12 +26,18 @@ def trainer_shard(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[in
     return (trainer.global_rank, trainer.world_size) if trainer is not None and shuffle else (0, 1)
 
 
+def seed_for_epoch(generator: torch.Generator, seed: int, epoch: int) -> torch.Generator:
+    """Reseed ``generator`` from ``(seed, epoch)``: every random draw of an epoch (order, augmentation,
+    fresh samples) is then a function of them, so a resumed run draws what an uninterrupted one would."""
+    return generator.manual_seed(seed + 100_003 * epoch)
+
+
 def epoch_order(count: int, generator: torch.Generator, seed: int, epoch: int, shuffle: bool, rank: int,
                 world_size: int) -> torch.Tensor:
-    """This rank's row order for one epoch, on the generator's device. The generator is reseeded from
-    ``(seed, epoch)`` (so later draws, e.g. augmentation, are a function of them too); rank r takes
-    every ``world_size``-th row, in equal shares: DDP needs the same number of steps on every rank."""
-    generator.manual_seed(seed + 100_003 * epoch)
+    """This rank's row order for one epoch, on the generator's device (reseeded by ``seed_for_epoch``);
+    rank r takes every ``world_size``-th row, in equal shares: DDP needs the same number of steps on
+    every rank."""
+    seed_for_epoch(generator, seed, epoch)
     device = generator.device
     order = torch.randperm(count, generator=generator, device=device) if shuffle else torch.arange(count, device=device)
     return order[: count - count % world_size][rank::world_size]
@@ -53,60 +50,95 @@ class TensorBatches:
     depends on ``seed`` and the epoch number only (``epoch()``, the trainer's current epoch), so a
     run resumed from a checkpoint sees the same batches as an uninterrupted one. Lightning accepts
     any iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
+    ``transform`` (optional) maps each batch of stored inputs to model inputs (e.g. uint8 images to
+    normalised floats); subclasses may add random augmentation in ``batch``.
 
     Under DDP (``world_size > 1``, see ``trainer_shard``) a shuffled split is dealt out by
     ``epoch_order``: every rank draws the same order and takes its own equal share.
     """
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
-                 epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1):
+                 epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.inputs, self.targets = inputs, targets
         self.batch_size = min(batch_size or len(inputs), len(inputs)) or 1
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch or EpochCounter()
+        self.shuffle, self.seed, self.transform = shuffle, seed, transform
+        self.epoch = epoch or itertools.count().__next__  # without a trainer, each pass is the next epoch
         self.rank, self.world_size = rank, world_size
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device=inputs.device)
 
     def __len__(self) -> int:
         return -(-(len(self.inputs) // self.world_size) // self.batch_size)
 
-    def __iter__(self) -> Iterator[Split]:
-        count = len(self.inputs)
+    def __iter__(self) -> Iterator[Examples]:
+        epoch, count = self.epoch(), len(self.inputs)
         if self.batch_size >= count and not self.shuffle:
-            yield self.inputs, self.targets
+            yield self.batch(self.inputs, epoch), self.targets
             return
-        order = epoch_order(count, self.generator, self.seed, self.epoch(), self.shuffle, self.rank, self.world_size)
-        order = order.to(self.inputs.device)
+        order = epoch_order(count, self.generator, self.seed, epoch, self.shuffle, self.rank, self.world_size)
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            yield self.inputs[index], self.targets[index]
+            yield self.batch(self.inputs[index], epoch), self.targets[index]
+
+    def batch(self, inputs: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Model inputs for a batch of stored inputs."""
+        return inputs if self.transform is None else self.transform(inputs)
 
 
-class TensorDataModule(pl.LightningDataModule):
-    """Shared base for in-memory datasets. Subclasses implement ``load_splits``.
+class InMemoryDataModule(pl.LightningDataModule):
+    """Plumbing shared by datamodules whose splits are tensors in memory: ``self.splits`` maps
+    ``train``/``val``/``test`` to ``(inputs, targets)``; each split moves once to the training device
+    and stays there; subclasses say how a split becomes batches (``batches``)."""
 
-    Args:
-        batch_size: rows per batch; ``None`` trains full-batch, as the seeds do.
-        standardize: scale inputs to zero mean and unit variance, with statistics fitted on the
-            training rows only (validation and test rows never leak into them).
-        seed: seeds the split and the shuffling.
-
-    Tensors are moved once to the trainer's device, so each step costs no host-to-device copy.
-    """
-
-    def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0) -> None:
+    def __init__(self, batch_size: int | None, seed: int) -> None:
         super().__init__()
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
-        self.batch_size = batch_size
+        self.batch_size, self.seed = batch_size, seed
+        self.splits: dict[str, Examples] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def on_device(self, split: str) -> Examples:
+        """The split's tensors on the training device (moved once, kept for the next epoch)."""
+        self.splits[split] = tuple(tensor.to(self.device) for tensor in self.splits[split])
+        return self.splits[split]
+
+    def batches(self, split: str, shuffle: bool) -> TensorBatches:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self.batches("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self.batches("test", shuffle=False)
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self.batches("test", shuffle=False)
+
+
+class TensorDataModule(InMemoryDataModule):
+    """Shared base for small tabular and synthetic datasets. Subclasses implement ``load_splits``.
+
+    Args:
+        batch_size: rows per batch; ``None`` trains full-batch, as the source texts do.
+        standardize: scale inputs to zero mean and unit variance, with statistics fitted on the
+            training rows only (validation and test rows never leak into them).
+        seed: seeds the split and the shuffling.
+    """
+
+    def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0) -> None:
+        super().__init__(batch_size, seed)
         self.standardize = standardize
-        self.seed = seed
-        self.splits: dict[str, Split] = {}
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
 
-    def load_splits(self) -> dict[str, Split]:
+    def load_splits(self) -> dict[str, Examples]:
         """Return raw ``{"train", "val", "test"}`` splits as ``(inputs, targets)`` float/long tensors."""
         raise NotImplementedError
 
@@ -125,34 +157,17 @@ class TensorDataModule(pl.LightningDataModule):
         if self.standardize:
             self.mean = train_inputs.mean(dim=0)
             self.std = train_inputs.std(dim=0).clamp_min(1e-8)
-            splits = {name: (self.scale(inputs), targets) for name, (inputs, targets) in splits.items()}
+            splits = {name: (self.standardize_inputs(inputs), targets) for name, (inputs, targets) in splits.items()}
         self.splits = splits
 
-    def scale(self, inputs: torch.Tensor) -> torch.Tensor:
+    def standardize_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Apply the training-set standardisation (identity when ``standardize=False``)."""
         if self.mean is None:
             return inputs
         return (inputs - self.mean.to(inputs.device)) / self.std.to(inputs.device)
 
-    @property
-    def device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-
-    def batches(self, split: str, shuffle: bool = False) -> TensorBatches:
-        inputs, targets = self.splits[split]
-        inputs, targets = inputs.to(self.device), targets.to(self.device)
-        self.splits[split] = (inputs, targets)  # keep the device copy for the next epoch
+    def batches(self, split: str, shuffle: bool) -> TensorBatches:
+        inputs, targets = self.on_device(split)
+        shuffle = shuffle and self.batch_size is not None  # full-batch training needs no order
         return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self),
                              *trainer_shard(self, shuffle))
-
-    def train_dataloader(self) -> TensorBatches:
-        return self.batches("train", shuffle=self.batch_size is not None)
-
-    def val_dataloader(self) -> TensorBatches:
-        return self.batches("val")
-
-    def test_dataloader(self) -> TensorBatches:
-        return self.batches("test")
-
-    def predict_dataloader(self) -> TensorBatches:
-        return self.batches("test")

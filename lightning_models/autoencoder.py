@@ -1,4 +1,4 @@
-"""Autoencoder: reconstruct the inputs through a small code (seed 000: 4-2-4 on iris)."""
+"""Autoencoder: reconstruct the inputs through a small code (text 000: 4-2-4 on iris)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 from torchmetrics import MeanSquaredError, MetricCollection
 
-from lightning_models.base import TaskModule
+from lightning_models.base import NetFactory, TaskModule
 from lightning_models.nets import AutoEncoder
 
 
@@ -20,24 +20,14 @@ class AutoencoderModule(TaskModule):
 
     Args:
         num_features: input size; num_outputs: reconstruction size (both linked from the datamodule).
-        latent_size: size of the code; ``encode(x)`` returns it.
-        hidden_sizes, activation: encoder layers (the decoder mirrors them).
-        latent_activation: activation of the code (seed 000: ``sigmoid``).
-        **kwargs: optimizer settings of ``TaskModule``.
+        net: ``net(num_features, num_outputs)`` with an ``encode(x)`` method that returns the code:
+            ``nets.AutoEncoder`` (default; its ``latent_size``, ``hidden_sizes``, ``activation`` and
+            ``latent_activation`` as init_args) or a class of the same shape.
+        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        num_outputs: int | None = None,
-        latent_size: int = 2,
-        hidden_sizes: list[int] | None = None,
-        activation: str = "relu",
-        latent_activation: str = "sigmoid",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.net = AutoEncoder(num_features, latent_size, hidden_sizes or [], activation, latent_activation, num_outputs)
+    def __init__(self, num_features: int, num_outputs: int, net: NetFactory = AutoEncoder, **kwargs: Any) -> None:
+        super().__init__(num_features, num_outputs, net, **kwargs)
         self.init_metrics(MetricCollection({"recon_mse": MeanSquaredError()}))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,42 +1,59 @@
-"""Training concerns shared by every task module: optimizer, schedule, the update loop, logging."""
+"""Training concerns shared by every task module: the injected net and optimizer, the update loop, logging."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.plugins.precision import Precision
-from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 from torchmetrics import MetricCollection
 
-from lightning_models.checks import ConfigError, check_choice, check_positive
+from lightning_models.checks import ConfigError, check_positive
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-SCHEDULERS = (None, "cosine", "onecycle")
+NetFactory = Callable[[int, int], nn.Module]  # net(num_features, num_outputs), e.g. lightning_models.nets.MLP
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+class CosineToZero(torch.optim.lr_scheduler.CosineAnnealingLR):
+    """Cosine annealing from the optimizer's learning rate to ``eta_min`` over ``total_steps`` updates,
+    which ``TaskModule`` sets to the run's length when the config leaves it out."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None, eta_min: float = 0.0) -> None:
+        if total_steps is None:
+            raise ConfigError("CosineToZero needs total_steps (TaskModule fills it in from the trainer).")
+        super().__init__(optimizer, T_max=total_steps, eta_min=eta_min)
+
+
 class TaskModule(pl.LightningModule):
-    """Base of the task modules: subclasses build a net and metrics and define ``model_step``.
+    """Base of the task modules: builds ``self.net``; subclasses add metrics and define ``model_step``.
 
     Args:
-        optimizer: ``sgd``, ``adam`` or ``adamw``.
-        lr: learning rate (> 0). weight_decay, momentum: passed to the optimizer (momentum: SGD only).
-        scheduler: ``None``, ``cosine`` (to zero over the run) or ``onecycle``; stepped every update.
+        num_features, num_outputs: input and output sizes (linked from the datamodule by the CLI).
+        net: builds the architecture as ``net(num_features, num_outputs)``: a class of
+            ``lightning_models.nets`` or any ``nn.Module`` class with that signature (class_path +
+            init_args in a config, the class's own arguments in init_args).
+        optimizer: any ``torch.optim`` optimizer, called with the parameters (class_path + init_args
+            in a config; default Adam with its defaults).
+        scheduler: any ``torch.optim.lr_scheduler`` class, called with the optimizer and stepped after
+            every update. Schedules that span the run, ``OneCycleLR`` and ``CosineToZero``, get their
+            ``total_steps`` (when the config leaves it out) from ``configure_optimizers``: the number of
+            optimizer updates the trainer will run.
         updates_per_step: optimizer updates per Lightning training step on the same batch. For tiny
-            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the
-            update itself; ``updates_per_step=100`` runs 100 plain updates per step. ``max_steps``
-            and ``global_step`` still count optimizer updates; an epoch then holds
-            ``batches * updates_per_step`` updates, and train metrics come from the last update
-            of each step. On one device in 32-bit precision, all but the last update of a step are
-            plain ``loss.backward(); optimizer.step()``: the per-update hooks
-            (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``, a
-            ``backward`` override) then run once per step, for its last update. Elsewhere (DDP,
-            mixed precision) every update goes through Lightning.
+            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the update
+            itself; ``updates_per_step=100`` runs 100 updates per step. ``global_step`` and
+            ``max_steps`` count Lightning steps (one per batch); the update count is logged as
+            ``train/updates``. Train metrics come from the last update of each step. On one device in
+            32-bit precision, all but the last update of a step are plain ``loss.backward();
+            optimizer.step()``, so the per-update hooks (``on_before_backward``, ``on_after_backward``,
+            ``on_before_optimizer_step``, a ``backward`` override) run once per step, for its last
+            update. Under DDP or bf16 the backward of every update goes through Lightning (gradient
+            sync, casts); float16 loss scaling needs every step through Lightning and is refused.
 
     Optimization is manual (``automatic_optimization = False``) so that one loop serves both cases.
     """
@@ -45,20 +62,25 @@ class TaskModule(pl.LightningModule):
 
     def __init__(
         self,
-        optimizer: Literal["sgd", "adam", "adamw"] = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        scheduler: Literal["cosine", "onecycle"] | None = None,
+        num_features: int,
+        num_outputs: int,
+        net: NetFactory,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
         updates_per_step: int = 1,
     ) -> None:
         super().__init__()
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        check_choice("scheduler", scheduler, SCHEDULERS)
-        check_positive("lr", lr)
         check_positive("updates_per_step", updates_per_step, integer=True)
-        if weight_decay < 0 or momentum < 0:
-            raise ConfigError(f"weight_decay={weight_decay!r}, momentum={momentum!r}: both must be >= 0.")
+        try:
+            self.net = net(num_features, num_outputs)
+        except TypeError as error:
+            raise ConfigError(f"net {net!r} cannot be called as net(num_features, num_outputs): {error}") from None
+        try:  # torch checks lr, betas, weight_decay... when the optimizer is built: do it now, not mid-run
+            optimizer([nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"optimizer: {error}") from None
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.resumed_rng_states: dict[str, Any] | None = None
         self.automatic_optimization = False
         # Called here, it also records the arguments of the subclass whose __init__ called us.
         self.save_hyperparameters()
@@ -77,47 +99,59 @@ class TaskModule(pl.LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         last = self.hparams.updates_per_step - 1
-        plain = last > 0 and self._plain_updates_allowed()
+        plain = last > 0 and self.plain_updates_allowed()
         for update in range(last + 1):
             loss, predictions, targets = self.model_step(batch)
             optimizer.zero_grad(set_to_none=True)
-            if plain and update < last:
-                # Lightning's per-update hooks cost more than a tiny full-batch update itself.
-                loss.backward()
-                optimizer._on_before_step()  # keeps global_step counting updates
-                optimizer.optimizer.step()
-                optimizer._on_after_step()
-            else:
+            if update == last:  # through Lightning: its hooks, and global_step counts this step
                 self.manual_backward(loss)
                 optimizer.step()
+            else:  # the torch optimizer itself; Lightning's backward only where it is needed (DDP sync, casts)
+                if plain:
+                    loss.backward()
+                else:
+                    self.manual_backward(loss)
+                optimizer.optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-        self._check_finite(loss, batch_idx)
-        self._log_stage("train", loss, predictions, targets)
+        self.check_finite(loss, batch_idx)
+        self.log_stage("train", loss, predictions, targets)
+        if last:  # global_step (already advanced by this step's optimizer.step()) counts Lightning steps
+            self.log("train/updates", float(self.global_step * (last + 1)), on_step=False, on_epoch=True,
+                     reduce_fx="max", batch_size=1)
         return loss
 
-    def _plain_updates_allowed(self) -> bool:
-        """Updates may bypass Lightning: one device, no loss scaling or casting by a precision plugin."""
-        strategy = self.trainer.strategy
-        return type(strategy) is SingleDeviceStrategy and type(strategy.precision_plugin) is Precision
+    def plain_updates_allowed(self) -> bool:
+        """Backward may bypass Lightning: one process, no casting or loss scaling by a precision plugin."""
+        return self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
+
+    def on_fit_start(self) -> None:
+        if self.hparams.updates_per_step > 1 and self.trainer.precision in ("16-mixed", "16"):
+            raise ConfigError(f"updates_per_step={self.hparams.updates_per_step} steps the torch optimizer directly, "
+                              "which float16 loss scaling does not allow; use 32-true or bf16-mixed precision.")
+        states, self.resumed_rng_states = self.resumed_rng_states, None
+        if states:  # a resumed run: the global RNG (dropout...) continues where the checkpoint left it
+            torch.set_rng_state(states["torch"])
+            if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(states["cuda"])
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._evaluate("val", batch)
+        return self.evaluate("val", batch)
 
     def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._evaluate("test", batch)
+        return self.evaluate("test", batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(inputs)
 
-    def _evaluate(self, stage: str, batch: Any) -> dict[str, torch.Tensor]:
+    def evaluate(self, stage: str, batch: Any) -> dict[str, torch.Tensor]:
         loss, predictions, targets = self.model_step(batch)
-        self._log_stage(stage, loss, predictions, targets)
+        self.log_stage(stage, loss, predictions, targets)
         # Returned so that panel callbacks can draw without running the model again.
         return {"loss": loss, "predictions": predictions.detach(), "targets": targets}
 
-    def _log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+    def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(predictions.detach(), targets)
         batch_size = len(targets)
@@ -126,16 +160,17 @@ class TaskModule(pl.LightningModule):
                  sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
 
-    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+    def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         # On an accelerator the check is a host sync: do it every 50 steps there, every step on CPU.
         if loss.device.type != "cpu" and batch_idx % 50:
             return
         if not torch.isfinite(loss):
+            lr = self.optimizers().optimizer.param_groups[0]["lr"]
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}). The usual cause is a learning rate "
-                f"that is too high for this model (lr={self.hparams.lr}); try a smaller --model.init_args.lr, "
-                "feature standardisation, or gradient clipping."
+                f"that is too high for this model (lr={lr:g}); try a smaller "
+                "--model.init_args.optimizer.init_args.lr, feature standardisation, or gradient clipping."
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -148,26 +183,18 @@ class TaskModule(pl.LightningModule):
             checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        states = checkpoint.get("rng_states")
-        if states and self._trainer is not None and self.trainer.state.fn == "fit":  # resuming training
-            torch.set_rng_state(states["torch"])
-            if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(states["cuda"])
+        self.resumed_rng_states = checkpoint.get("rng_states")  # applied when fit starts (a resumed run)
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        options: dict[str, float] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.optimizer == "sgd":
-            options["momentum"] = hp.momentum
-        optimizer = OPTIMIZERS[hp.optimizer](self.parameters(), **options)
-        if hp.scheduler is None:
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
             return optimizer
-        total_updates = int(self.trainer.estimated_stepping_batches)
-        if self.trainer.max_steps == -1:  # counted in batches: each runs updates_per_step updates
-            total_updates *= hp.updates_per_step
-        if hp.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_updates)
+        # The one place that knows the run's length: estimated_stepping_batches counts Lightning steps.
+        total_updates = int(self.trainer.estimated_stepping_batches) * self.hparams.updates_per_step
+        if getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None:  # jsonargparse's partial
+            scheduler = self.make_scheduler(optimizer, total_steps=total_updates)
         else:
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=total_updates)
+            scheduler = self.make_scheduler(optimizer)
         # Stepped by hand in training_step (manual optimization); "step" tells LearningRateMonitor.
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+

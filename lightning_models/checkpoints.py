@@ -1,4 +1,4 @@
-"""Safe checkpoint loading: tensors and plain values only (``weights_only=True``), never pickled code."""
+"""Checkpoints: ``last.ckpt`` after every validation, and safe loading (tensors and plain values only)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,31 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Writes ``checkpoints/last.ckpt`` after every validation, replacing the previous one.
+
+    Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where
+    a top-k checkpoint is saved, so with ``save_top_k=1`` it is the best model, not the latest, and
+    a resumed run would start over from there. ``TemplateCLI`` adds this callback beside the best one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+                         save_on_train_epoch_end=False)
+        self.saved_at_step: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self.saved_at_step = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A run that ends after its last validation (or has none) keeps its final weights too."""
+        if self.saved_at_step != trainer.global_step and self.dirpath and not trainer.fast_dev_run:
+            self.best_model_path = str(Path(self.dirpath, "last.ckpt"))
+            trainer.save_checkpoint(self.best_model_path)
 
 
 def module_class(path: str | Path) -> type[pl.LightningModule]:

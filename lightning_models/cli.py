@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,21 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.checks import ConfigError
 
 LOG_ROOT = "lightning_logs"
+
+
+def no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")  # Lightning's cloud-service adverts
+
+
+def quiet_third_party() -> None:
+    """Silence exactly the third-party noise of a normal run: Lightning's advertising tips and the
+    deprecation warning its own ``_pytree`` helper triggers in torch. Everything else still shows."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(no_tips)  # a set: added once
 
 
 def library_versions() -> dict[str, str]:
@@ -38,13 +52,15 @@ class TemplateCLI(LightningCLI):
     - models and datamodules are chosen by class path (``--model my_pkg.MyModule``); the
       datamodule's ``num_features``/``num_outputs`` are linked into the model's arguments;
     - TensorBoard logs under ``lightning_logs/<experiment_name>/version_N``;
-    - a ``checkpoint`` group (ModelCheckpoint): best by ``val/loss`` and last;
+    - a ``checkpoint`` group (ModelCheckpoint): best by ``val/loss``; ``checkpoints/last.ckpt`` after
+      every validation (``--last_checkpoint false`` turns it off);
     - after ``fit``, the best checkpoint is validated and tested (``--test_after_fit false``
       skips it) and ``metrics.json`` is written into the run's log directory.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.started = time.perf_counter()
+        quiet_third_party()
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
@@ -57,13 +73,17 @@ class TemplateCLI(LightningCLI):
                             help="Run folder under lightning_logs/ (default: the config file's name).")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="After fit, validate and test the best checkpoint and write metrics.json.")
+        parser.add_argument("--last_checkpoint", type=bool, default=True,
+                            help="Write checkpoints/last.ckpt after every validation (what --ckpt_path last resumes).")
+        parser.add_argument("--log_hparams", type=dict[str, Any] | None, default=None,
+                            help="Extra values for TensorBoard's HParams tab, beside the module's (a sweep's choices).")
         parser.link_arguments("data.num_features", "model.init_args.num_features", apply_on="instantiate")
         parser.link_arguments("data.num_outputs", "model.init_args.num_outputs", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": "val/loss",
             "checkpoint.mode": "min",
-            "checkpoint.save_last": True,
+            "checkpoint.save_last": False,  # since Lightning 2.6 it writes last.ckpt only when the best improves
             "checkpoint.filename": "best-epoch{epoch}-step{step}",
             "checkpoint.auto_insert_metric_name": False,
             "checkpoint.save_on_train_epoch_end": False,
@@ -78,7 +98,10 @@ class TemplateCLI(LightningCLI):
         if config.trainer.enable_progress_bar is not False and not any(
             "ProgressBar" in str(callback.class_path) for callback in callbacks
         ):
-            config.trainer.callbacks = [*callbacks, Namespace(class_path="pytorch_lightning.callbacks.RichProgressBar")]
+            callbacks = [*callbacks, Namespace(class_path="pytorch_lightning.callbacks.RichProgressBar")]
+        if config.get("last_checkpoint", True) and not any("LastCheckpoint" in str(c.class_path) for c in callbacks):
+            callbacks = [*callbacks, Namespace(class_path="lightning_models.checkpoints.LastCheckpoint")]
+        config.trainer.callbacks = callbacks
         version = None
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
@@ -93,10 +116,11 @@ class TemplateCLI(LightningCLI):
         config = self.config[self.subcommand]
         trainer, model, datamodule = self.trainer, self.model, self.datamodule
         train_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        checkpoint = trainer.checkpoint_callback
+        checkpoint = next((cb for cb in trainer.checkpoint_callbacks if not isinstance(cb, LastCheckpoint)), None)
         best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-        # Read before validate/test: loading a checkpoint restores the callback's older state.
-        last = checkpoint.last_model_path if checkpoint is not None and checkpoint.last_model_path else None
+        # Read before validate/test: loading a checkpoint restores the callbacks' older state.
+        last = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)), None)
+        last = last or None
         results: dict[str, Any] = {"train": train_metrics}
         if config.test_after_fit:
             # fast_dev_run saves no checkpoint: then the weights in memory are evaluated.
@@ -120,11 +144,13 @@ class TemplateCLI(LightningCLI):
             final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("val", "test")
                      for k, v in results.get(stage, {}).items()}
             if trainer.logger is not None and final:
-                trainer.logger.log_hyperparams(model.hparams, {f"final_{k}": v for k, v in final.items()})
+                hparams = {**model.hparams, **(config.get("log_hparams") or {})}
+                trainer.logger.log_hyperparams(hparams, {f"final_{k}": v for k, v in final.items()})
             for logger in trainer.loggers:  # close the event files now, not at interpreter exit
                 logger.finalize("success")
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))
-            print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
+            print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}\n"
+                  f"TensorBoard: tensorboard --logdir {log_dir} --host 127.0.0.1")
 
 
 def newest_last_checkpoint(experiment: str, root: str | Path = LOG_ROOT) -> tuple[str | None, int | None]:

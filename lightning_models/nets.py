@@ -1,4 +1,9 @@
-"""Plain ``nn.Module`` architectures. No Lightning here: every net is usable and testable on its own."""
+"""Plain ``nn.Module`` architectures. No Lightning here: every net is usable and testable on its own.
+
+Every net's constructor starts with ``(in_features, out_features)``: the task modules take a net as a
+callable ``net(num_features, num_outputs)`` (class_path + init_args in a config), so any class with
+that signature, the user's own included, can be injected.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_models.checks import check_choice, check_positive
+from lightning_models.checks import ConfigError, check_choice, check_positive
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity")
 
@@ -24,10 +29,10 @@ class MLP(nn.Sequential):
     """Fully connected net: ``in_features -> hidden_sizes... -> out_features``.
 
     With no hidden layers it is a linear model. ``activation`` follows every hidden layer;
-    ``output_activation`` (default none) follows the last layer, as in seed 001's net, which
+    ``output_activation`` (default none) follows the last layer, as in text 001's net, which
     applies leaky ReLU to its output too.
 
-    Example: ``MLP(4, 3, hidden_sizes=[6], activation="sigmoid")`` is seed 000's 4-6-3 net.
+    Example: ``MLP(4, 3, hidden_sizes=[6], activation="sigmoid")`` is text 000's 4-6-3 net.
     """
 
     def __init__(
@@ -56,23 +61,23 @@ class MLP(nn.Sequential):
 class AutoEncoder(nn.Module):
     """Encoder ``in_features -> hidden_sizes -> latent_size`` and its mirror image as decoder.
 
-    ``latent_activation`` squashes the code (seed 000 uses a sigmoid); ``encode`` returns it.
+    ``latent_activation`` squashes the code (text 000 uses a sigmoid); ``encode`` returns it.
 
-    Example: ``AutoEncoder(4, 2, latent_activation="sigmoid")`` is seed 000's 4-2-4 net.
+    Example: ``AutoEncoder(4, 4, latent_size=2, latent_activation="sigmoid")`` is text 000's 4-2-4 net.
     """
 
     def __init__(
         self,
         in_features: int,
+        out_features: int,
         latent_size: int = 2,
         hidden_sizes: Sequence[int] = (),
         activation: str = "relu",
         latent_activation: str = "sigmoid",
-        out_features: int | None = None,
     ) -> None:
         super().__init__()
         self.encoder = MLP(in_features, latent_size, hidden_sizes, activation, output_activation=latent_activation)
-        self.decoder = MLP(latent_size, out_features or in_features, list(reversed(hidden_sizes)), activation)
+        self.decoder = MLP(latent_size, out_features, list(reversed(hidden_sizes)), activation)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -82,16 +87,19 @@ class AutoEncoder(nn.Module):
 
 
 class FashionCNN(nn.Module):
-    """Seed 004's Fashion-MNIST CNN for 1x28x28 images.
+    """Text 004's Fashion-MNIST CNN for 28x28 images (``in_features`` = channels x 784).
 
     [conv 1->32 3x3 pad 1, BatchNorm, ReLU, maxpool 2] -> [conv 32->64 3x3, BatchNorm, ReLU,
     maxpool 2] -> flatten 2304 -> Linear 600 -> dropout -> Linear 120 -> ReLU -> Linear classes.
-    The seed's ``Dropout2d`` on a flat tensor is deprecated; plain dropout does what it meant.
+    The text's ``Dropout2d`` on a flat tensor is deprecated; plain dropout does what it meant.
     """
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1) -> None:
+    def __init__(self, in_features: int = 28 * 28, out_features: int = 10, dropout: float = 0.25) -> None:
         super().__init__()
-        check_positive("num_classes", num_classes, integer=True)
+        check_positive("out_features", out_features, integer=True)
+        in_channels, rest = divmod(in_features, 28 * 28)
+        if rest or not in_channels:
+            raise ConfigError(f"in_features={in_features!r}: FashionCNN takes 28x28 images, so a multiple of 784.")
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=3, padding=1),
             nn.BatchNorm2d(32),
@@ -108,7 +116,7 @@ class FashionCNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(600, 120),
             nn.ReLU(),
-            nn.Linear(120, num_classes),
+            nn.Linear(120, out_features),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Run an exported MLP-type net with numpy alone (seed 001: "a model that runs without any ML library").
+"""Run an exported MLP-type net with numpy alone (text 001: "a model that runs without any ML library").
 
 This file imports nothing but numpy so it can be copied next to an exported ``.npz`` and used
 anywhere::

@@ -1,4 +1,4 @@
-"""Regression of one or more continuous targets with an MLP (a linear model without hidden layers)."""
+"""Regression of one or more continuous targets with any injected net (default: a linear model)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import torch
 from torch.nn import functional as F
 from torchmetrics import MeanSquaredError, Metric, MetricCollection, R2Score
 
-from lightning_models.base import TaskModule
+from lightning_models.base import NetFactory, TaskModule
 from lightning_models.checks import check_choice
 from lightning_models.nets import MLP
 
 
 class MaxAbsoluteError(Metric):
-    """The largest |prediction - target| seen (seed 001 checks its fit this way)."""
+    """The largest |prediction - target| seen (text 001 checks its fit this way)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,31 +31,26 @@ class RegressionModule(TaskModule):
     """Regression (MSE loss by default). Metrics: ``mse``, ``rmse``, ``r2`` and ``max_abs_error`` per stage.
 
     Args:
-        num_features, num_outputs: input and target sizes (linked from the datamodule by the CLI).
-        hidden_sizes: hidden layer widths; ``[]`` gives linear regression.
-        activation, negative_slope, output_activation: see ``nets.MLP``.
-        zero_init: start from all-zero weights and biases (seed 001's W = 0, b = 0).
-        loss: ``mse``, or ``smooth_l1`` (PyTorch's polynomial example, which seed 003 follows).
-        **kwargs: optimizer settings of ``TaskModule`` (``optimizer``, ``lr``, ``updates_per_step``...).
+        num_features, num_outputs, net: see ``TaskModule``; ``net`` by default ``nets.MLP`` with no
+            hidden layers: linear regression.
+        zero_init: start from all-zero weights and biases (text 001's W = 0, b = 0).
+        loss: ``mse``, or ``smooth_l1`` (PyTorch's polynomial example, which text 003 follows).
+        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
 
-    Example: ``RegressionModule(num_features=3, num_outputs=1, hidden_sizes=[6], activation="sigmoid")``.
+    Example: ``RegressionModule(3, 1, net=functools.partial(MLP, hidden_sizes=[6], activation="sigmoid"))``.
     """
 
     def __init__(
         self,
         num_features: int,
         num_outputs: int = 1,
-        hidden_sizes: list[int] | None = None,
-        activation: str = "relu",
-        negative_slope: float = 0.01,
-        output_activation: str = "identity",
+        net: NetFactory = MLP,
         zero_init: bool = False,
         loss: Literal["mse", "smooth_l1"] = "mse",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(num_features, num_outputs, net, **kwargs)
         check_choice("loss", loss, ("mse", "smooth_l1"))
-        self.net = MLP(num_features, num_outputs, hidden_sizes or [], activation, negative_slope, output_activation)
         if zero_init:
             for parameter in self.net.parameters():
                 torch.nn.init.zeros_(parameter)

@@ -5,10 +5,10 @@
     python scripts/benchmark.py --data-dir ../shared/data --json reports/benchmark.json
 
 Cases:
-  iris_full_batch          seed 000's 4-6-3 MLP, 10 000 full-batch SGD updates
-                           (configs/seed/iris_mlp_classifier.yaml) vs. the plain loop.
-  fashion_vs_seed_loop     one epoch of the seed recipe (FashionCNN, Adam 1e-3, batch 64): the
-                           template's tensor path vs. seed 004's loop (torchvision dataset, ToTensor, DataLoader).
+  iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates
+                           (configs/source/iris_mlp_classifier.yaml) vs. the plain loop.
+  fashion_vs_source_loop   one epoch of the source recipe (FashionCNN, Adam 1e-3, batch 64): the
+                           template's tensor path vs. text 004's loop (torchvision dataset, ToTensor, DataLoader).
   fashion_vs_tensor_loop   the same epoch vs. a plain loop fed the same batches from the same tensors.
   fashion_gpu              on a GPU only: epoch time and samples/s of the template's GPU-resident path.
 Each case starts both sides from the same weights; the final losses show the same work was done.
@@ -22,9 +22,10 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
@@ -32,7 +33,8 @@ from datamodules.fashion_mnist import ImageBatches
 from lightning_models.cli import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false"]
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
+         "--last_checkpoint=false"]
 
 
 def timed(function: Callable[[], float]) -> tuple[float, float]:
@@ -48,9 +50,9 @@ def iris_full_batch(updates: int) -> dict:
 
 
 def iris_sides(updates: int) -> tuple[Callable[[], float], Callable[[], float]]:
-    epochs = updates // 100  # the seed config runs 100 updates per Lightning step (updates_per_step)
+    epochs = updates // 100  # the source config runs 100 updates per Lightning step (updates_per_step)
     model, datamodule, trainer = instantiate(
-        ROOT / "configs" / "seed" / "iris_mlp_classifier.yaml", f"--trainer.max_epochs={epochs}",
+        ROOT / "configs" / "source" / "iris_mlp_classifier.yaml", f"--trainer.max_epochs={epochs}",
         "--trainer.accelerator=cpu", *QUIET,
     )
     plain = type(model.net)(4, 3, [6], "sigmoid")
@@ -80,8 +82,8 @@ def iris_sides(updates: int) -> tuple[Callable[[], float], Callable[[], float]]:
 def fashion_setup(data_dir: str, batches: int | None, accelerator: str = "cpu") -> tuple:
     limit = [f"--trainer.limit_train_batches={batches}"] if batches else []
     model, datamodule, trainer = instantiate(
-        ROOT / "configs" / "seed" / "fashion_cnn.yaml", "--trainer.max_epochs=1", f"--data.data_dir={data_dir}",
-        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0", "--checkpoint.save_last=false",
+        ROOT / "configs" / "source" / "fashion_cnn.yaml", "--trainer.max_epochs=1", f"--data.data_dir={data_dir}",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
         f"--trainer.accelerator={accelerator}", *limit, *QUIET,
     )
     datamodule.prepare_data()
@@ -89,7 +91,7 @@ def fashion_setup(data_dir: str, batches: int | None, accelerator: str = "cpu") 
     return model, datamodule, trainer
 
 
-def run_template(model, datamodule, trainer) -> Callable[[], float]:  # noqa: ANN001
+def run_template(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer: pl.Trainer) -> Callable[[], float]:
     def template() -> float:
         trainer.fit(model, datamodule=datamodule)
         return float(trainer.callback_metrics["train/loss"])
@@ -97,8 +99,8 @@ def run_template(model, datamodule, trainer) -> Callable[[], float]:  # noqa: AN
     return template
 
 
-def plain_epoch(net: torch.nn.Module, batches, device: torch.device, limit: int | None) -> float:  # noqa: ANN001
-    """The seed's training loop; returns the mean loss over the epoch."""
+def plain_epoch(net: torch.nn.Module, batches: Iterable, device: torch.device, limit: int | None) -> float:
+    """Text 004's training loop; returns the mean loss over the epoch."""
     net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     total, count = torch.zeros((), device=device), 0
@@ -115,30 +117,30 @@ def plain_epoch(net: torch.nn.Module, batches, device: torch.device, limit: int 
     return (total / count).item()
 
 
-def seed_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], float], Callable[[], float]]:
+def source_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], float], Callable[[], float]]:
     from torch.utils.data import DataLoader
     from torchvision import transforms
     from torchvision.datasets import FashionMNIST
 
     model, datamodule, trainer = fashion_setup(data_dir, batches)
-    seed_net = type(model.net)()
-    seed_net.load_state_dict(model.net.state_dict())
+    source_net = type(model.net)()
+    source_net.load_state_dict(model.net.state_dict())
     dataset = FashionMNIST(str(datamodule.root), train=True, transform=transforms.ToTensor())
     loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    return run_template(model, datamodule, trainer), lambda: plain_epoch(seed_net, loader, torch.device("cpu"), batches)
+    return run_template(model, datamodule, trainer), lambda: plain_epoch(source_net, loader, torch.device("cpu"), batches)
 
 
 def tensor_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], float], Callable[[], float]]:
     model, datamodule, trainer = fashion_setup(data_dir, batches)
     tensor_net = type(model.net)()
     tensor_net.load_state_dict(model.net.state_dict())
-    images, labels = datamodule.tensors["train"]  # the same tensors, seed and order as the template's batches
-    same_batches = ImageBatches(images, labels, datamodule.batch_size, True, False, datamodule.scale, datamodule.seed)
+    images, labels = datamodule.splits["train"]  # the same tensors, seed and order as the template's batches
+    same_batches = ImageBatches(images, labels, datamodule.batch_size, True, datamodule.seed, transform=datamodule.to_inputs)
     return run_template(model, datamodule, trainer), lambda: plain_epoch(tensor_net, same_batches, torch.device("cpu"), batches)
 
 
-def fashion_vs_seed_loop(data_dir: str, batches: int | None) -> dict:
-    return compare("fashion_vs_seed_loop", "1 epoch, batch 64, seed recipe", lambda: seed_loop_sides(data_dir, batches))
+def fashion_vs_source_loop(data_dir: str, batches: int | None) -> dict:
+    return compare("fashion_vs_source_loop", "1 epoch, batch 64, source recipe", lambda: source_loop_sides(data_dir, batches))
 
 
 def fashion_vs_tensor_loop(data_dir: str, batches: int | None) -> dict:
@@ -159,9 +161,9 @@ def fashion_gpu(data_dir: str, batches: int | None) -> dict | None:
 
 
 REPEATS = 1
-CASES = {"iris_full_batch": iris_full_batch, "fashion_vs_seed_loop": fashion_vs_seed_loop,
+CASES = {"iris_full_batch": iris_full_batch, "fashion_vs_source_loop": fashion_vs_source_loop,
          "fashion_vs_tensor_loop": fashion_vs_tensor_loop, "fashion_gpu": fashion_gpu}
-GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_seed_loop", "fashion_vs_tensor_loop"], "gpu": ["fashion_gpu"]}
+GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_source_loop", "fashion_vs_tensor_loop"], "gpu": ["fashion_gpu"]}
 
 
 def selected_cases(text: str, parser: argparse.ArgumentParser) -> list[str]:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from sklearn.metrics import f1_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from datamodules import IrisDataModule
 from lightning_models import ClassificationModule
-from tests.conftest import CONFIGS, run_train
+from lightning_models.checkpoints import load_module
+from tests.conftest import CONFIGS, ROOT, run_train
 
 QUICK = ["--trainer.max_epochs=4", "--trainer.check_val_every_n_epoch=2", "--trainer.enable_progress_bar=false"]
 
@@ -40,7 +46,7 @@ def test_fit_tests_best_checkpoint_and_writes_metrics(classifier_run):
     run_dir, metrics, stdout = classifier_run
     assert f"run directory: {Path('lightning_logs/iris_mlp_classifier/version_0')}" in stdout
     assert metrics["experiment"] == "iris_mlp_classifier" and metrics["seed"] == 0
-    assert metrics["global_step"] == 4 * 50
+    assert metrics["global_step"] == 4 and metrics["train"]["train/updates"] == 4 * 50  # Lightning steps, updates
     assert Path(metrics["checkpoints"]["best"]).name.startswith("best-epoch")
     assert Path(metrics["checkpoints"]["last"]).name == "last.ckpt"
     assert 0.8 <= metrics["test"]["test/acc"] <= 1.0 and "val/acc" in metrics["val"]
@@ -54,17 +60,20 @@ def test_event_files_hold_scalars_and_panels(classifier_run):
     assert {"val/confusion_matrix", "test/confusion_matrix"} <= tags["images"]
 
 
-def test_checkpoint_reload_reproduces_predictions_exactly(classifier_run):
+def test_reloaded_best_checkpoint_recomputes_the_reported_test_metrics(classifier_run):
     _, metrics, _ = classifier_run
-    checkpoint = metrics["checkpoints"]["last"]
-    first = ClassificationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
-    second = ClassificationModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    assert all(torch.equal(first.state_dict()[key], value) for key, value in state.items())
-    x = torch.randn(32, 4)
+    model = load_module(metrics["checkpoints"]["best"])
+    assert isinstance(model, ClassificationModule) and model.net[0].out_features == 16  # the configured MLP
+    datamodule = IrisDataModule(target="species", val_fraction=0.2)
+    datamodule.setup()
+    inputs, targets = datamodule.splits["test"]
     with torch.no_grad():
-        assert torch.equal(first(x), second(x))
-    assert first.hparams.hidden_sizes == [16] and first.hparams.num_outputs == 3
+        logits = model(inputs)
+    predicted = logits.argmax(1).numpy()
+    assert metrics["test"]["test/acc"] == pytest.approx(float((predicted == targets.numpy()).mean()), abs=1e-6)
+    assert metrics["test"]["test/f1"] == pytest.approx(f1_score(targets.numpy(), predicted, average="macro"), abs=1e-6)
+    loss = torch.nn.functional.cross_entropy(logits, targets).item()
+    assert metrics["test"]["test/loss"] == pytest.approx(loss, rel=1e-5)
 
 
 def test_test_subcommand_on_a_checkpoint(classifier_run, tmp_path):
@@ -138,14 +147,56 @@ def test_user_module_by_class_path(tmp_path):
     assert "width: 12" in hparams and "num_features: 4" in hparams
 
 
+USER_NET = """
+import torch
+from torch import nn
+
+
+class ResidualNet(nn.Module):
+    \"\"\"A user's own architecture: (num_features, num_outputs, its own arguments).\"\"\"
+
+    def __init__(self, num_features: int, num_outputs: int, width: int = 8):
+        super().__init__()
+        self.inner = nn.Linear(num_features, width)
+        self.skip = nn.Linear(num_features, num_outputs)
+        self.head = nn.Linear(width, num_outputs)
+
+    def forward(self, x):
+        return self.skip(x) + self.head(torch.tanh(self.inner(x)))
+"""
+
+
+def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
+    package = tmp_path / "my_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(USER_NET)
+    net = json.dumps({"class_path": "my_pkg.ResidualNet", "init_args": {"width": 6}})
+    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--model.init_args.net", net,
+                      "--trainer.enable_progress_bar=false", "--experiment_name", "mine"], tmp_path, extra_path=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "lightning_logs" / "mine" / "version_0"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["test/acc"] >= 0.9
+    state = torch.load(metrics["checkpoints"]["best"], weights_only=True)["state_dict"]
+    assert state["net.inner.weight"].shape == (6, 4) and state["net.skip.weight"].shape == (3, 4)
+    evaluated = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), metrics["checkpoints"]["best"],
+                                "--out", str(tmp_path / "predictions.csv")], cwd=tmp_path, capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    reloaded = json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])
+    assert reloaded["test/acc"] == pytest.approx(metrics["test"]["test/acc"], abs=1e-6)
+    assert reloaded["test/loss"] == pytest.approx(metrics["test"]["test/loss"], rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         (["--model", "lightning_models.NoSuchModule"], "NoSuchModule"),
         (["--data.init_args.target", "colour"], "colour"),
-        (["--data.init_args.split", "random"], "random"),
-        (["--model.init_args.lr", "-0.1"], "lr=-0.1"),
-        (["--model.init_args.hidden_sizes", "[4, 0]"], "hidden_sizes=0"),
+        (["--data.init_args.partition", "random"], "random"),
+        (["--model.init_args.optimizer.init_args.lr", "-0.1"], "Invalid learning rate: -0.1"),
+        (["--model.init_args.net.init_args.hidden_sizes", "[4, 0]"], "hidden_sizes=0"),
+        (["--model.init_args.net", '{"class_path": "torch.nn.Conv2d"}'], "required: kernel_size"),
         (["--model.init_args.optimizer", "lbfgs"], "lbfgs"),
         (["--data.init_args.batch_size", "0"], "batch_size=0"),
         (["--model.init_args.label_smoothing", "1.5"], "label_smoothing=1.5"),

@@ -6,7 +6,7 @@ from datamodules import IrisDataModule, TensorBatches, TensorDataModule
 from lightning_models.checks import ConfigError
 
 
-def test_odd_even_split_is_the_seeds_split():
+def test_odd_even_partition_is_the_source_texts():
     dm = IrisDataModule(val_fraction=0.0)
     rows = dm.row_indices()
     assert list(rows["test"]) == list(range(0, 150, 2))
@@ -14,16 +14,16 @@ def test_odd_even_split_is_the_seeds_split():
     assert list(rows["val"]) == list(rows["train"])  # no validation part: validate on train rows
 
 
-@pytest.mark.parametrize("split", ["odd_even", "stratified"])
-def test_validation_part_is_disjoint_seeded_and_stratified(split):
-    rows = IrisDataModule(split=split, val_fraction=0.2, seed=3).row_indices()
+@pytest.mark.parametrize("partition", ["odd_even", "stratified"])
+def test_validation_part_is_disjoint_seeded_and_stratified(partition):
+    rows = IrisDataModule(partition=partition, val_fraction=0.2, seed=3).row_indices()
     train, val, test = (set(rows[name]) for name in ("train", "val", "test"))
     assert not (train & val) and not (train & test) and not (val & test)
     assert len(train | val | test) == 150
     species = np.repeat([0, 1, 2], 50)
     assert np.bincount(species[rows["val"]], minlength=3).tolist() == [len(val) // 3] * 3
-    again = IrisDataModule(split=split, val_fraction=0.2, seed=3).row_indices()
-    other = IrisDataModule(split=split, val_fraction=0.2, seed=4).row_indices()
+    again = IrisDataModule(partition=partition, val_fraction=0.2, seed=3).row_indices()
+    other = IrisDataModule(partition=partition, val_fraction=0.2, seed=4).row_indices()
     assert all((again[k] == rows[k]).all() for k in rows)
     assert any(len(other[k]) != len(rows[k]) or (other[k] != rows[k]).any() for k in rows)
 
@@ -57,8 +57,8 @@ def test_targets_and_sizes_per_task():
 def test_bad_options_name_value_and_choices():
     with pytest.raises(ConfigError, match=r"target='colour'.*species"):
         IrisDataModule(target="colour")
-    with pytest.raises(ConfigError, match=r"split='random'.*odd_even"):
-        IrisDataModule(split="random")
+    with pytest.raises(ConfigError, match=r"partition='random'.*odd_even"):
+        IrisDataModule(partition="random")
     with pytest.raises(ConfigError, match=r"val_fraction=1\.5"):
         IrisDataModule(val_fraction=1.5)
     with pytest.raises(ConfigError, match=r"batch_size=0"):

@@ -18,6 +18,7 @@ from datamodules import FashionMNISTDataModule
 from datamodules.fashion_mnist import DatasetError, ImageBatches
 from lightning_models import ClassificationModule
 from lightning_models.callbacks import MisclassifiedImagesPanel
+from lightning_models.nets import FashionCNN
 from tests.conftest import CONFIGS, SHARED_DATA, run_train
 from tests.test_cli import event_tags
 
@@ -56,13 +57,13 @@ def test_loads_extracted_files_with_a_seeded_validation_split(tmp_path):
     dm = make(write_idx(tmp_path), val_size=16, batch_size=8)
     train, val = dm.split_indices["train"], dm.split_indices["val"]
     assert len(train) == 80 and len(val) == 16 and not set(train.tolist()) & set(val.tolist())
-    assert dm.tensors["test"][0].shape == (32, 28, 28)
+    assert dm.splits["test"][0].shape == (32, 28, 28)
     again = make(tmp_path, val_size=16, batch_size=8)
     assert torch.equal(again.split_indices["val"], val)
     assert not torch.equal(make(tmp_path, val_size=16, seed=1).split_indices["val"], val)
     x, y = next(iter(dm.val_dataloader()))
     assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32
-    raw = dm.tensors["val"][0][:8].float().div(255).unsqueeze(1)
+    raw = dm.splits["val"][0][:8].float().div(255).unsqueeze(1)
     torch.testing.assert_close(x, (raw - 0.2860) / 0.3530)
 
 
@@ -70,7 +71,7 @@ def test_gz_only_folder_is_extracted(tmp_path):
     dm = make(write_idx(tmp_path, gz=True), val_size=16)
     assert dm.root == tmp_path
     assert all((tmp_path / "FashionMNIST" / "raw" / name).is_file() for name in NAMES)
-    assert dm.tensors["train"][0].shape == (80, 28, 28)
+    assert dm.splits["train"][0].shape == (80, 28, 28)
 
 
 def test_read_only_folder_extracts_elsewhere(tmp_path):
@@ -81,7 +82,7 @@ def test_read_only_folder_extracts_elsewhere(tmp_path):
         dm = make(tmp_path / "ro", val_size=16)
         assert dm.root != tmp_path / "ro"
         assert sorted(p.name for p in raw.iterdir()) == sorted(f"{name}.gz" for name in NAMES)  # untouched
-        assert dm.tensors["test"][0].shape == (32, 28, 28)
+        assert dm.splits["test"][0].shape == (32, 28, 28)
     finally:
         os.chmod(raw, stat.S_IRWXU)
 
@@ -123,8 +124,8 @@ def test_corrupted_files_are_named(tmp_path, damage):
 def test_augmentation_keeps_shape_and_is_seeded():
     images = torch.randint(0, 256, (16, 28, 28), dtype=torch.uint8)
     labels = torch.arange(16)
-    first = ImageBatches(images, labels, 16, True, True, lambda x: x.float(), seed=3)
-    second = ImageBatches(images, labels, 16, True, True, lambda x: x.float(), seed=3)
+    first = ImageBatches(images, labels, 16, True, seed=3, transform=lambda x: x.float(), augment=True)
+    second = ImageBatches(images, labels, 16, True, seed=3, transform=lambda x: x.float(), augment=True)
     (a, la), (b, lb) = next(iter(first)), next(iter(second))
     assert a.shape == (16, 28, 28) and torch.equal(a, b) and torch.equal(la, lb)
     originals = images[la].float()
@@ -135,7 +136,7 @@ def test_augmentation_keeps_shape_and_is_seeded():
 def test_augmentation_starts_at_augment_from_epoch():
     images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8)
     labels = torch.arange(32)
-    batches = ImageBatches(images, labels, 32, True, True, lambda x: x.float(), seed=0, augment_from_epoch=2)
+    batches = ImageBatches(images, labels, 32, True, seed=0, transform=lambda x: x.float(), augment=True, augment_from_epoch=2)
     epochs = [next(iter(batches)) for _ in range(3)]  # without a trainer each pass is the next epoch
     for clean, order in epochs[:2]:
         assert torch.equal(clean, images[order].float())  # epochs 0 and 1: the images as they are
@@ -168,7 +169,7 @@ def test_misclassified_panel_captions_and_tag(tmp_path):
     panel = MisclassifiedImagesPanel(max_images=5)
     logger = TensorBoardLogger(str(tmp_path / "logs"), name="planted")
     trainer = pl.Trainer(logger=logger, callbacks=[panel], enable_progress_bar=False, accelerator="cpu")
-    trainer.test(PlantedClassifier(num_features=784, num_outputs=10, net="fashion_cnn"), datamodule=dm)
+    trainer.test(PlantedClassifier(num_features=784, num_outputs=10, net=FashionCNN), datamodule=dm)
     names = FashionMNISTDataModule.class_names
     expected = [f"{names[i % 10]}, pred={names[(i + 1) % 10]}" for i in range(0, 32, 3)][:5]
     assert panel.captions == expected
@@ -198,9 +199,9 @@ def test_cli_missing_data_is_one_clear_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason=f"real data not in {SHARED_DATA}")
 def test_real_data_one_epoch_on_a_subset(tmp_path):
-    done = run_train(["fit", "--config", str(CONFIGS / "seed" / "fashion_cnn.yaml"), "--data.data_dir", str(SHARED_DATA),
+    done = run_train(["fit", "--config", str(CONFIGS / "source" / "fashion_cnn.yaml"), "--data.data_dir", str(SHARED_DATA),
                       "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "200",
                       "--trainer.limit_val_batches", "20", "--trainer.enable_progress_bar=false"], tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "lightning_logs" / "fashion_cnn_seed" / "version_0" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "lightning_logs" / "fashion_cnn_source" / "version_0" / "metrics.json").read_text())
     assert metrics["test"]["test/acc"] >= 0.80

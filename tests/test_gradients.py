@@ -1,4 +1,4 @@
-"""Autograd against the seeds' hand-derived gradients, and gradcheck on the nets."""
+"""Autograd against the source texts' hand-derived gradients, and gradcheck on the nets."""
 
 import math
 
@@ -8,8 +8,8 @@ import torch
 from lightning_models.nets import MLP, AutoEncoder
 
 
-def test_seed001_hand_gradients_of_the_linear_model():
-    """Seed 001: for y = Wx + b and loss (y - t)^2, dW = 2(y - t)x and db = 2(y - t)."""
+def test_text001_hand_gradients_of_the_linear_model():
+    """Text 001: for y = Wx + b and loss (y - t)^2, dW = 2(y - t)x and db = 2(y - t)."""
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
     for _ in range(5):
@@ -23,8 +23,8 @@ def test_seed001_hand_gradients_of_the_linear_model():
         torch.testing.assert_close(model.bias.grad, (2 * residual).flatten())
 
 
-def test_seed004_autograd_value():
-    """Seed 004: theta = 1, z = (1 - log(1 + e^theta))^2 gives dz/dtheta = 0.458025..."""
+def test_text004_autograd_value():
+    """Text 004: theta = 1, z = (1 - log(1 + e^theta))^2 gives dz/dtheta = 0.458025..."""
     theta = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     z = (1 - torch.log(1 + torch.exp(theta))) ** 2
     z.backward()
@@ -40,9 +40,9 @@ def test_seed004_autograd_value():
         (MLP(3, 2, [5, 4], "tanh"), 3),
         (MLP(1, 1, [16, 32], "leaky_relu", negative_slope=0.2, output_activation="leaky_relu"), 1),
         (MLP(4, 3, [6], "sigmoid"), 4),
-        (AutoEncoder(4, 2, [3], "tanh", "sigmoid"), 4),
+        (AutoEncoder(4, 4, 2, [3], "tanh", "sigmoid"), 4),
     ],
-    ids=["mlp_tanh", "seed001_leaky", "seed000_sigmoid", "autoencoder"],
+    ids=["mlp_tanh", "text001_leaky", "text000_sigmoid", "autoencoder"],
 )
 def test_gradcheck_in_double_precision(net, in_features):
     """Inputs and parameters: autograd's gradients equal finite differences."""

@@ -39,14 +39,14 @@ def test_unknown_activation_names_the_choices():
 
 
 def test_autoencoder_code_and_reconstruction_shapes():
-    net = AutoEncoder(4, latent_size=2, hidden_sizes=[8], latent_activation="sigmoid")
+    net = AutoEncoder(4, 4, latent_size=2, hidden_sizes=[8], latent_activation="sigmoid")
     x = torch.randn(7, 4)
     code = net.encode(x)
     assert code.shape == (7, 2) and bool(((code > 0) & (code < 1)).all())
     assert net(x).shape == (7, 4)
 
 
-def test_fashion_cnn_matches_the_seed_architecture():
+def test_fashion_cnn_matches_the_source_architecture():
     net = FashionCNN()
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     linears = [layer for layer in net.modules() if isinstance(layer, nn.Linear)]

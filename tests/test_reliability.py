@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,14 +36,17 @@ def test_same_seed_same_metrics_twice(in_tmp):
     assert other["test/loss"] != first["test/loss"]
 
 
+SGD_LR_1E30 = json.dumps({"class_path": "torch.optim.SGD", "init_args": {"lr": 1e30}})
+
+
 def test_non_finite_loss_stops_with_step_and_cause(in_tmp):
     with pytest.raises(NonFiniteLossError, match=r"global step \d+.*learning rate"):
-        train_once("--model.init_args.lr=1e30", "--model.init_args.optimizer=sgd")
+        train_once(f"--model.init_args.optimizer={SGD_LR_1E30}")
 
 
 def test_cli_non_finite_loss_is_one_clear_error(tmp_path):
-    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--model.init_args.optimizer=sgd",
-                      "--model.init_args.lr=1e30", "--trainer.enable_progress_bar=false"], tmp_path)
+    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), f"--model.init_args.optimizer={SGD_LR_1E30}",
+                      "--trainer.enable_progress_bar=false"], tmp_path)
     assert done.returncode == 1 and "error: training loss became" in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.glob("lightning_logs/*/version_*/metrics.json"))  # nothing looks successful
 
@@ -68,31 +72,38 @@ def test_metrics_json_records_seed_and_versions(tmp_path):
     assert metrics["seed"] == 7 and metrics["versions"]["torch"] == torch.__version__
 
 
-RESUME_ARGS = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.max_epochs=12",
-               "--trainer.check_val_every_n_epoch=1", "--data.init_args.batch_size=16",
-               "--model.init_args.updates_per_step=300", "--trainer.enable_progress_bar=false"]
+# One experiment of each datamodule family, shortened; each is killed at (epoch, batch) and resumed.
+RESUME_CASES = {
+    "iris": ("iris_mlp_classifier", ["--trainer.max_epochs=5", "--data.init_args.batch_size=16"], (3, 1)),
+    "function": ("exp_fit", ["--trainer.max_epochs=4", "--data.init_args.steps_per_epoch=10"], (2, 4)),
+    "plane": ("xor_mlp", ["--trainer.max_epochs=4"], (2, 3)),
+    "fashion": ("fashion_cnn", ["--trainer.max_epochs=3", "--data.init_args.val_size=16", "--data.init_args.download=false",
+                                "--data.init_args.batch_size=16", "--data.init_args.augment_from_epoch=1"], (2, 2)),
+}
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("family", list(RESUME_CASES))
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, family):
+    from tests.test_fashion_mnist import write_idx
+
+    name, overrides, (epoch, batch) = RESUME_CASES[family]
+    data = [f"--data.init_args.data_dir={write_idx(tmp_path / 'tiny')}"] if family == "fashion" else []
+    args = ["fit", "--config", str(CONFIGS / f"{name}.yaml"), *overrides, *data, "--trainer.check_val_every_n_epoch=1",
+            "--trainer.enable_progress_bar=false"]
+    kill = json.dumps({"class_path": "tests.helpers.KillAtBatch", "init_args": {"epoch": epoch, "batch": batch}})
     (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
-    whole = run_train(RESUME_ARGS, tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-2000:]
-
-    run_dir = tmp_path / "killed" / "lightning_logs" / "iris_mlp_classifier" / "version_0"
-    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *RESUME_ARGS],
-                               cwd=tmp_path / "killed", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.7)  # into a later epoch
-    assert process.poll() is None, "the run ended before it could be killed; make it longer"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = [subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args, *extra], cwd=tmp_path / folder,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for folder, extra in (("whole", []), ("killed", [f"--trainer.callbacks+={kill}"]))]
+    (whole_err, killed_err) = (run.communicate(timeout=300)[1] for run in runs)
+    assert runs[0].returncode == 0, whole_err[-2000:]
+    assert runs[1].returncode == -signal.SIGKILL, killed_err[-2000:]
+    run_dir = tmp_path / "killed" / "lightning_logs" / name / "version_0"
     assert not (run_dir / "metrics.json").exists()
-    killed_at = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
-    assert killed_at < 11
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == epoch - 1
 
-    resumed = run_train([*RESUME_ARGS, "--ckpt_path", "last"], tmp_path / "killed")
+    resumed = run_train([*args, "--ckpt_path", "last"], tmp_path / "killed", extra_path=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr
     assert [path.name for path in run_dir.parent.iterdir()] == ["version_0"]  # same run folder, continued
@@ -152,3 +163,31 @@ def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):
                      for name in ("ddp", "single"))
     assert got["test"]["test/acc"] == expected["test"]["test/acc"] >= 0.9
     assert got["test"]["test/loss"] == pytest.approx(expected["test"]["test/loss"], rel=1e-5)
+
+
+def test_torchrun_two_nodes_on_one_machine_equal_one_process(tmp_path):
+    """The README's multi-node command, as two torchrun launchers (node ranks 0 and 1) on 127.0.0.1, gloo,
+    one process each, in one shared folder as on a cluster file system."""
+    from tests.test_tensorboard_server import free_port
+
+    (tmp_path / "nodes").mkdir(), (tmp_path / "single").mkdir()
+    args = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",
+            "--trainer.enable_progress_bar=false"]
+    port = str(free_port())
+    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--nnodes", "2", "--nproc_per_node", "1",
+                "--master_addr", "127.0.0.1", "--master_port", port]
+    nodes = [subprocess.Popen([*torchrun, "--node_rank", str(rank), str(ROOT / "scripts" / "train.py"), *args,
+                               "--trainer.strategy=ddp", "--trainer.devices=1", "--trainer.num_nodes=2"],
+                              cwd=tmp_path / "nodes", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert sum(output.count("iris_mlp_classifier: test/acc=") for output in outputs) == 1  # global rank zero only
+    single = run_train(args, tmp_path / "single")
+    assert single.returncode == 0, single.stderr[-3000:]
+    got, expected = (json.loads(next((tmp_path / name).glob("lightning_logs/*/version_0/metrics.json")).read_text())
+                     for name in ("nodes", "single"))
+    assert got["global_step"] == expected["global_step"]
+    for stage in ("val", "test"):  # full batch: both nodes see all rows, DDP averages identical gradients
+        for key, value in expected[stage].items():
+            assert got[stage][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key

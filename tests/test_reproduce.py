@@ -22,7 +22,7 @@ def test_quick_reproduce_writes_a_complete_report(tmp_path):
     assert [row["name"] for row in report["experiments"]] == wanted
     assert report["meta"]["quick"] is True and report["meta"]["machine"]["torch"]
     for row in report["experiments"]:
-        recipes = ["default"] + (["seed"] if row["seed_keys"] else [])
+        recipes = ["default"] + (["source"] if row["source_keys"] else [])
         for recipe in recipes:
             result = row[recipe]
             assert all(isinstance(v, float) for v in result["values"].values()), (row["name"], recipe, result)

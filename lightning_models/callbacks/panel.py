@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_warn
 
-matplotlib.use("Agg")  # panels are drawn off-screen, also on machines with a display
-
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
-from pytorch_lightning.utilities import rank_zero_warn  # noqa: E402
+matplotlib.use("Agg")  # panels are drawn off-screen (torchmetrics' plot() goes through pyplot), also with a display
 
 
 def tensorboard_writer(trainer: pl.Trainer) -> Any | None:
@@ -41,8 +40,8 @@ class PredictionPanel(pl.Callback):
     def __init__(self, every_n_epochs: int = 1, max_rows: int = 20_000) -> None:
         self.every_n_epochs = every_n_epochs
         self.max_rows = max_rows
-        self._rows: list[dict[str, torch.Tensor]] = []
-        self._count = 0
+        self.rows: list[dict[str, torch.Tensor]] = []
+        self.count = 0
 
     def active(self, trainer: pl.Trainer, stage: str) -> bool:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -58,43 +57,45 @@ class PredictionPanel(pl.Callback):
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         raise NotImplementedError
 
-    def _start(self, trainer: pl.Trainer, stage: str) -> None:
-        self._rows, self._count = [], 0
+    def start_stage(self, trainer: pl.Trainer, stage: str) -> None:
+        self.rows, self.count = [], 0
 
-    def _batch(self, trainer: pl.Trainer, stage: str, batch: Any, outputs: Any) -> None:
-        if not self.active(trainer, stage) or self._count >= self.max_rows or not isinstance(outputs, dict):
+    def keep_batch(self, trainer: pl.Trainer, stage: str, batch: Any, outputs: Any) -> None:
+        if not self.active(trainer, stage) or self.count >= self.max_rows or not isinstance(outputs, dict):
             return
         kept = {key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
                 for key, value in self.collect(batch, outputs).items()}
-        self._rows.append(kept)
-        self._count += len(kept["targets"])
+        self.rows.append(kept)
+        self.count += len(kept["targets"])
 
-    def _end(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
-        if not self.active(trainer, stage) or not self._rows:
+    def end_stage(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
+        if not self.active(trainer, stage) or not self.rows:
             return
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
-        rows = {key: torch.cat([part[key] for part in self._rows]) for key in self._rows[0]}
+        rows = {key: torch.cat([part[key] for part in self.rows]) for key in self.rows[0]}
         figure = self.draw(trainer, module, rows)
         writer.add_figure(f"{stage}/{self.tag}", figure, global_step=trainer.global_step, close=True)
         writer.flush()
-        self._rows = []
+        self.rows = []
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(trainer, "val")
+        self.start_stage(trainer, "val")
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start(trainer, "test")
+        self.start_stage(trainer, "test")
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
-        self._batch(trainer, "val", batch, outputs)
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.keep_batch(trainer, "val", batch, outputs)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
-        self._batch(trainer, "test", batch, outputs)
+    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.keep_batch(trainer, "test", batch, outputs)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._end(trainer, pl_module, "val")
+        self.end_stage(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._end(trainer, pl_module, "test")
+        self.end_stage(trainer, pl_module, "test")

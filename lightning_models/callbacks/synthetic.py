@@ -14,16 +14,22 @@ from sklearn.linear_model import LogisticRegression
 from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
 
 
+def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
+    """Text 003's ``poly_desc``: ``y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40``."""
+    terms = " ".join(f"{float(w):+.2f} x^{power}" for power, w in enumerate(weight.flatten(), start=1))
+    return f"y = {terms} {float(bias.flatten()[0]):+.2f}"
+
+
 class FunctionFitPanel(PredictionPanel):
     """The fitted curve over the true function on ``points`` evenly spaced points of [low, high].
 
     Needs a datamodule with ``points(x) -> (inputs, targets)`` (``FunctionDataModule``). At test
-    end it also prints the prediction at ``probe`` beside the true value (seed 001: x = 0.2).
+    end it also prints the prediction at ``probe`` beside the true value (text 001: x = 0.2).
     """
 
     tag = "fitted_curve"
 
-    def __init__(self, low: float = 0.0, high: float = 1.0, points: int = 100, probe: float = 0.2, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, low: float = 0.0, high: float = 1.0, points: int = 100, probe: float = 0.2, **kwargs: int) -> None:
         super().__init__(**kwargs)
         self.low, self.high, self.count, self.probe = low, high, points, probe
 
@@ -52,13 +58,13 @@ class FunctionFitPanel(PredictionPanel):
 class DecisionSurfacePanel(PredictionPanel):
     """Predicted probability of class 1 over the plane, with the stage's points on top.
 
-    Needs a two-class module and a datamodule with ``to_features(points)``, ``scale(inputs)`` and
+    Needs a two-class module and a datamodule with ``to_features(points)``, ``standardize_inputs(inputs)`` and
     ``plane_points(split)`` (``PlaneDataModule``).
     """
 
     tag = "decision_surface"
 
-    def __init__(self, extent: float = 6.0, resolution: int = 51, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, extent: float = 6.0, resolution: int = 51, **kwargs: int) -> None:
         super().__init__(**kwargs)
         self.extent, self.resolution = extent, resolution
 
@@ -68,7 +74,7 @@ class DecisionSurfacePanel(PredictionPanel):
         grid_x, grid_y = torch.meshgrid(axis, axis, indexing="xy")
         grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
         with torch.no_grad():
-            scores = module(datamodule.scale(datamodule.to_features(grid)).to(module.device)).float().cpu()
+            scores = module(datamodule.standardize_inputs(datamodule.to_features(grid)).to(module.device)).float().cpu()
         probability = torch.softmax(scores, dim=1)[:, 1] if module.hparams.get("loss") != "mse_onehot" else scores[:, 1]
         points, labels = datamodule.plane_points("test" if trainer.state.stage == "test" else "val")
         figure = Figure(figsize=(5.5, 4.5))
@@ -107,8 +113,6 @@ class PolynomialPanel(pl.Callback):
         self.report(trainer, pl_module)
 
     def report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from datamodules.synthetic import describe_polynomial
-
         layer = linear_layer(pl_module)
         learned = describe_polynomial(layer.weight.detach().flatten().cpu(), layer.bias.detach().cpu())
         text = f"learned: {learned}\ntarget:  {trainer.datamodule.describe_target()}"
@@ -128,7 +132,8 @@ class ParameterPathPanel(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path = [self.point(pl_module)]
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object,
+                           batch_idx: int) -> None:
         self.path.append(self.point(pl_module))  # tiny model: two scalars per step
 
     @staticmethod

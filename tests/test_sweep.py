@@ -1,0 +1,220 @@
+"""scripts/sweep.py: bad input, a killed sweep resumed, two workers on a real PostgreSQL server, TensorBoard's
+HParams tab over HTTP, and best.yaml re-training to the best trial's metrics."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import CONFIGS, ROOT, run_train
+from tests.test_tensorboard_server import free_port
+
+IRIS = str(CONFIGS / "iris_mlp_classifier.yaml")
+LR = "model.init_args.optimizer.init_args.lr"
+HIDDEN = "model.init_args.net.init_args.hidden_sizes"
+SPACE = {"parameters": {LR: {"type": "float", "low": 0.005, "high": 0.05, "log": True},
+                        HIDDEN: {"type": "categorical", "choices": [[8], [16]]},
+                        "model.init_args.net.init_args.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}}
+SHORT = ["--trainer.max_epochs=4", "--trainer.check_val_every_n_epoch=1"]
+
+
+def write_space(folder: Path, space: dict = SPACE) -> str:
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+def sweep(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the tests' callbacks, for trials that use them
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "sweep.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def journal_study(folder: Path) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend
+
+    settings = yaml.safe_load((folder / "sweep.yaml").read_text())
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    return optuna.load_study(study_name=settings["study"], storage=storage)
+
+
+@pytest.mark.parametrize(("space", "options", "message"), [
+    ({"parameters": {"model.init_args.optimizer.init_args.learning_rate": {"type": "float", "low": 0.01, "high": 0.1}}},
+     [], "unknown key 'model.init_args.optimizer.init_args.learning_rate'; closest valid keys: " + LR),
+    ({"parameters": {LR: {"type": "float", "low": 0.1, "high": 0.01}}}, [], "needs numbers low < high (got low=0.1"),
+    ({"parameters": {LR: {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}, [], "log=true needs low > 0"),
+    ({"parameters": {HIDDEN: {"type": "categorical", "choices": []}}}, [], "categorical needs a non-empty 'choices'"),
+    ({**SPACE, "objective": {"metric": "val/r2"}}, [], "objective metric 'val/r2' is never logged"),
+    (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage postgresql://nobody@127.0.0.1:1/none: cannot"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, space, options, message):
+    from scripts.sweep import main
+
+    monkeypatch.chdir(tmp_path)
+    status = main(["--config", IRIS, "--space", write_space(tmp_path, space), "--trials", "2", *options])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+    if "never logged" in message:
+        assert "val/acc" in error[0] and "val/loss" in error[0]  # the metrics that do exist
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_killed_sweep_resumes_to_exactly_the_requested_trials(tmp_path):
+    kill = {"class_path": "tests.helpers.KillAtBatch",
+            "init_args": {"epoch": 2, "once": str(tmp_path / "killed-once"), "log_dir_contains": "trial_1"}}
+    args = ["--config", IRIS, "--space", write_space(tmp_path), "--trials", "4", "--pruner", "none", "--name", "k"]
+    killed = sweep([*args, "--", *SHORT, f"--trainer.callbacks+={json.dumps(kill)}"], tmp_path)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # trial 1 SIGKILLed the sweep in its 3rd epoch
+    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "k"
+    before = {t.number: t.state for t in journal_study(folder).trials}
+    assert before == {0: TrialState.COMPLETE, 1: TrialState.RUNNING}
+
+    resumed = sweep([*args, "--resume", "--retry-failed"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "trial 1 was left running by a dead worker: marked failed" in resumed.stdout
+    trials = journal_study(folder).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4  # exactly as requested
+    assert [t.state for t in trials if t.number == 1] == [TrialState.FAIL]
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == 1)  # --retry-failed: its values again
+    assert retry.number == 2 and retry.params == trials[1].params and retry.state == TrialState.COMPLETE
+    run_dirs = [Path(d).name for t in trials if t.state == TrialState.COMPLETE for d in t.user_attrs["run_dirs"]]
+    assert sorted(run_dirs) == ["trial_0", "trial_2", "trial_3", "trial_4"]  # one folder per trial, none reused
+    assert sorted(path.name for path in folder.glob("trial_*")) == ["trial_0", "trial_1", "trial_2", "trial_3", "trial_4"]
+
+
+def pg_binary(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+@pytest.fixture
+def postgres_url():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port (as the `postgres` user when run as root)."""
+    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install -e '.[test]'")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    if as_user:
+        shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth", "trust"], check=True,
+                   capture_output=True)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"  # psycopg 3, named explicitly
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
+    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "4", "--workers", "2", "--pruner", "none",
+                  "--name", "pg", "--storage", postgres_url, "--", *SHORT], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="iris_mlp_classifier/pg", storage=postgres_url)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4 and len({t.number for t in complete}) == 4
+    assert len({t.user_attrs["run_dirs"][0] for t in complete}) == 4  # distinct run folders
+    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "pg"
+    for log in ("worker_0.log", "worker_1.log"):  # both workers ran trials
+        assert "trial " in (folder / log).read_text(), log
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("sweep")
+    done = sweep(["--config", IRIS, "--space", write_space(cwd), "--trials", "3", "--pruner", "none", "--name", "s",
+                  "--", *SHORT], cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best: trial" in done.stdout
+    return cwd / "lightning_logs" / "iris_mlp_classifier" / "s"
+
+
+def test_best_yaml_retrains_to_the_best_trials_metrics(finished_sweep, tmp_path):
+    study = journal_study(finished_sweep)
+    best = study.best_trial
+    assert best.value == min(t.value for t in study.trials)  # val/loss is minimised
+    retrained = run_train(["fit", "--config", str(finished_sweep / "best.yaml"), "--trainer.enable_progress_bar=false"],
+                          tmp_path)
+    assert retrained.returncode == 0, retrained.stderr[-3000:]
+    expected = json.loads((Path(best.user_attrs["run_dirs"][0]) / "metrics.json").read_text())
+    got = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
+    assert got["val"] == expected["val"] and got["test"] == expected["test"]
+    assert got["val"]["val/loss"] == pytest.approx(best.value)
+    again = sweep(["--config", IRIS, "--space", "unused.yaml", "--name", "s", "--summary"], finished_sweep.parents[2])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"best: trial {best.number}, val/loss = {best.value:.6g}" in again.stdout
+    assert f"| {best.number} | " in (finished_sweep / "summary.md").read_text()
+
+
+def test_seeds_train_each_trial_once_per_seed_and_the_mean_counts(tmp_path):
+    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "1", "--seeds", "0,1", "--name", "m",
+                  "--", *SHORT], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "m"
+    values = [json.loads((folder / f"trial_0_seed_{seed}" / "metrics.json").read_text())["val"]["val/loss"] for seed in (0, 1)]
+    assert values[0] != values[1]  # two seeds, two runs
+    trial = journal_study(folder).trials[0]
+    assert trial.value == pytest.approx(sum(values) / 2) and trial.user_attrs["std"] == pytest.approx(abs(values[0] - values[1]) / 2)
+
+
+@pytest.mark.parametrize("space", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
+def test_shipped_spaces_fit_their_configs(in_tmp, space):
+    from lightning_models.cli import TemplateCLI
+    from scripts.sweep import check_space
+
+    cli = TemplateCLI(args=["--config", str(CONFIGS / f"{space.stem}.yaml")], run=False, save_config_callback=None)
+    checked = check_space(space, set(cli.config.keys()))
+    assert len(checked["parameters"]) >= 3
+
+
+def post(port: int, path: str, body: dict) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_hparams_lists_every_trial_with_its_values(finished_sweep):
+    study = journal_study(finished_sweep)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(finished_sweep), "--host",
+                               "127.0.0.1", "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, groups = time.monotonic() + 60, []
+        while len(groups) < len(study.trials):
+            assert time.monotonic() < deadline, f"HParams served {len(groups)} of {len(study.trials)} trials"
+            time.sleep(0.5)
+            try:
+                groups = post(port, "/data/plugin/hparams/session_groups", {
+                    "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                    "colParams": [], "startIndex": 0, "sliceSize": 100}).get("sessionGroups", [])
+            except OSError:
+                continue
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    served = {group["name"]: group["hparams"] for group in groups}
+    for trial in study.trials:
+        hparams = served[f"trial_{trial.number}"]
+        assert hparams[LR] == pytest.approx(trial.params[LR])
+        assert json.loads(str(hparams[HIDDEN])) == json.loads(trial.params[HIDDEN])  # a list, shown as text
+        assert hparams["model.init_args.net.init_args.activation"] == json.loads(trial.params["model.init_args.net.init_args.activation"])
