@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds: each trial trains once per seed, the mean counts")
     parser.add_argument("--name", default="sweep", help="the sweep's folder under lightning_logs/<experiment>/")
     parser.add_argument("--storage", default=None, help="an Optuna RDB URL (e.g. PostgreSQL) shared by many machines")
-    parser.add_argument("--resume", action="store_true", help="continue a sweep: trials of dead workers are marked failed")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a sweep none of whose workers is alive: its running trials are marked failed")
     parser.add_argument("--retry-failed", action="store_true", help="with --resume: queue failed trials again")
     parser.add_argument("--summary", action="store_true", help="only print the best trials and write best.yaml")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
