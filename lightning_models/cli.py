@@ -15,6 +15,7 @@ import torch
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.checks import ConfigError
@@ -143,14 +144,19 @@ class TemplateCLI(LightningCLI):
             (log_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
             final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("val", "test")
                      for k, v in results.get(stage, {}).items()}
-            if trainer.logger is not None and final:
-                hparams = {**model.hparams, **(config.get("log_hparams") or {})}
-                trainer.logger.log_hyperparams(hparams, {f"final_{k}": v for k, v in final.items()})
-            for logger in trainer.loggers:  # close the event files now, not at interpreter exit
-                logger.finalize("success")
+            hparams = {**model.hparams, **(config.get("log_hparams") or {})}
+            final_metrics = {f"final_{k}": v for k, v in final.items()}
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs them with the hyperparameters
+                    logger.log_hyperparams(hparams, final_metrics)
+                elif final_metrics:  # Logger.log_hyperparams takes no metrics: every other logger gets them as metrics
+                    logger.log_hyperparams(hparams)
+                    logger.log_metrics(final_metrics, step=trainer.global_step)
+                logger.finalize("success")  # close the files now, not at interpreter exit
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))
-            print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}\n"
-                  f"TensorBoard: tensorboard --logdir {log_dir} --host 127.0.0.1")
+            print(f"\n{config.experiment_name}: {summary}\nrun directory: {log_dir}\nmetrics: {log_dir / 'metrics.json'}")
+            if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+                print(f"TensorBoard: tensorboard --logdir {log_dir} --host 127.0.0.1")
 
 
 def newest_last_checkpoint(experiment: str, root: str | Path = LOG_ROOT) -> tuple[str | None, int | None]:

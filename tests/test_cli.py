@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -145,6 +146,18 @@ def test_user_module_by_class_path(tmp_path):
     assert metrics["test"]["test/acc"] >= 0.8
     hparams = (tmp_path / "lightning_logs" / "mine" / "version_0" / "hparams.yaml").read_text()
     assert "width: 12" in hparams and "num_features: 4" in hparams
+
+
+def test_csv_logger_gets_the_final_metrics_instead_of_crashing(tmp_path):
+    done = run_train(["fit", "--config", str(CONFIGS / "iris_linear_regression.yaml"), "--trainer.max_epochs=4",
+                      "--trainer.logger", "pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir", "csv_logs",
+                      "--trainer.enable_progress_bar=false"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads(next(tmp_path.glob("csv_logs/*/version_0/metrics.json")).read_text())
+    rows = list(csv.DictReader(next(tmp_path.glob("csv_logs/*/version_0/metrics.csv")).open()))
+    final = [float(row["final_test/r2"]) for row in rows if row.get("final_test/r2")]
+    assert final == [pytest.approx(metrics["test"]["test/r2"])]
+    assert "TensorBoard:" not in done.stdout  # no TensorBoard logger, no TensorBoard command
 
 
 USER_NET = """
