@@ -134,7 +134,6 @@ def prepare(args: argparse.Namespace) -> dict:
     cli = TemplateCLI(args=["--config", args.config, *args.extra], run=False, save_config_callback=None)
     keys = {key for key in cli.config.keys() if not key.startswith(("config", "__"))}
     space = check_space(Path(args.space), keys)
-    experiment = cli.config.experiment_name or Path(args.config).stem
     objective = {"metric": cli.config.checkpoint.monitor or "val/loss",
                  "direction": "maximize" if cli.config.checkpoint.mode == "max" else "minimize", **space.get("objective", {})}
     if objective["direction"] not in ("minimize", "maximize"):
@@ -145,6 +144,7 @@ def prepare(args: argparse.Namespace) -> dict:
                          f"its runs log {', '.join(sorted(metrics))}")
     seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else [cli.config.seed_everything]
     folder = sweep_folder(args)
+    experiment = folder.parent.name  # the study's name and the trials' folder follow the config file alone
     return {"config": args.config, "space": space, "objective": objective, "trials": args.trials,
             "timeout_s": args.timeout, "workers": args.workers, "sampler": {"name": "TPESampler", "seed": args.seed},
             "pruner": args.pruner, "seeds": seeds, "storage": args.storage or f"journal:{folder / 'journal.log'}",
