@@ -1,7 +1,8 @@
 """Run every experiment of configs/experiments.yaml (source recipe and default config) into one table.
 
-    python scripts/reproduce.py --data-dir ../shared/data            # everything, on this machine
+    python scripts/reproduce.py --data-dir ../shared/data            # everything: 5 seeds (Fashion-MNIST: 3)
     python scripts/reproduce.py --quick --only iris,synthetic         # a few steps each: a smoke test
+    python scripts/reproduce.py --only iris --seeds 0-2               # seeds 0, 1, 2 (also: 0,1,2); --seeds 0: one run
     python scripts/reproduce.py --only fashion_cnn --data-dir ../shared/data  # re-run one row of reports/
     python scripts/reproduce.py --only fashion_cnn --accelerator gpu --out reports/gpu
     python scripts/reproduce.py --update-readme                       # README tables from the report and registry
@@ -9,8 +10,11 @@
 
 Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json``: per experiment the metric, the figure the
 source text reports, the scikit-learn baseline where there is one, this project's source-recipe and
-default results, wall times and the TensorBoard run directories. Runs share this process (each
-seeded by its config); logs go to ``lightning_logs/<experiment>/version_N`` as with train.py.
+default results as mean +- std over seeds (every seed's value, min and max in the JSON), a verdict
+on the source text's figure (within the source recipe's min-max over seeds: "reproduced"), wall
+times, the commit and the CPU. Seed ``n`` runs a config with ``--seed_everything n`` and its
+datamodule's ``seed`` plus ``n`` (weights, dropout, split and batch order all change). Runs share this
+process; logs go to ``lightning_logs/<experiment>/version_N`` as with train.py.
 With ``--only``, an existing report in ``<out>`` of the same kind (quick or not, same
 accelerator and device) keeps its other rows: the listed experiments are re-run and replaced.
 """
@@ -53,6 +57,8 @@ class Experiment:
     sklearn_key: str | None = None
     digits: int = 3
     check: dict | None = None
+    source_figure: dict | None = None  # {key, value} or {key, at_most | at_least}: what the verdict compares
+    differs_because: str | None = None  # the measured reason, when the verdict is "differs"
 
     def config(self, recipe: str) -> Path:
         return ROOT / "configs" / ("source" if recipe == "source" else "") / f"{self.name}.yaml"
@@ -68,6 +74,7 @@ def load_registry(path: Path = ROOT / "configs" / "experiments.yaml") -> list[Ex
 
 EXPERIMENTS = load_registry()
 GROUPS = sorted({experiment.group for experiment in EXPERIMENTS})
+DEFAULT_SEEDS = {"iris": "0-4", "synthetic": "0-4", "fashion": "0-2"}
 QUICK = ["--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=5",
          "--trainer.limit_val_batches=5", "--trainer.limit_test_batches=5"]
 
@@ -81,6 +88,81 @@ def select(text: str | None) -> list[Experiment]:
         raise SystemExit(f"error: --only: unknown {', '.join(unknown)}; choose from groups {', '.join(GROUPS)} "
                          f"or experiments {', '.join(e.name for e in EXPERIMENTS)}")
     return [e for e in EXPERIMENTS if e.name in names or e.group in names]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]; ``"3"`` -> [3]."""
+    seeds: list[int] = []
+    for part in (part.strip() for part in text.split(",")):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())) or (dash and int(last) < int(first)):
+            raise ValueError(f"--seeds {text!r}: {part!r} is not a seed or a range; give e.g. 0-4, 0,1,2 or 0")
+        seeds += [s for s in range(int(first), int(last or first) + 1) if s not in seeds]
+    return seeds
+
+
+def data_seed(config: Path) -> int:
+    """The seed the config's datamodule uses: its ``seed`` argument, else the class's default."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    data = yaml.safe_load(config.read_text())["data"]
+    if "seed" in (data.get("init_args") or {}):
+        return int(data["init_args"]["seed"])
+    module, _, name = data["class_path"].rpartition(".")
+    return int(inspect.signature(getattr(importlib.import_module(module), name)).parameters["seed"].default)
+
+
+def summarize(per_seed: dict[str, list[float | None]]) -> dict:
+    """Mean, sample std (0 for one seed), min and max of each key's values over seeds."""
+    import statistics
+
+    out: dict[str, dict] = {"values": {}, "std": {}, "min": {}, "max": {}}
+    for key, values in per_seed.items():
+        found = [v for v in values if v is not None]
+        out["values"][key] = statistics.fmean(found) if found else None
+        out["std"][key] = statistics.stdev(found) if len(found) > 1 else (0.0 if found else None)
+        out["min"][key], out["max"][key] = (min(found), max(found)) if found else (None, None)
+    return out
+
+
+def verdict(e: Experiment, source: dict | None) -> tuple[str, str]:
+    """("reproduced" | "differs" | "—", why): the source text's figure against the source recipe's seeds
+    (``source``: the source recipe's result, or the default's for experiments whose config is the text's)."""
+    figure = e.source_figure
+    if not figure:
+        return "—", "the text reports no number to compare"
+    if source is None:
+        return "—", "not run"
+    key = figure["key"]
+    low, high = source["min"].get(key), source["max"].get(key)
+    if low is None:
+        return "—", f"{key} missing"
+    if "value" in figure:
+        ok = low <= figure["value"] <= high
+        measured = f"text {figure['value']}, seeds {low:.4g}..{high:.4g}"
+    elif "at_most" in figure:
+        ok, measured = high <= figure["at_most"], f"all seeds <= {figure['at_most']}: max {high:.4g}"
+    else:
+        ok, measured = low >= figure["at_least"], f"all seeds >= {figure['at_least']}: min {low:.4g}"
+    if ok:
+        return "reproduced", measured
+    return "differs", f"{measured}; {e.differs_because or 'cause not found'}"
+
+
+def commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def run_one(config: Path, overrides: list[str]) -> dict:
@@ -100,10 +182,13 @@ def value(record: dict, key: str) -> float | None:
     return None if found is None else float(found)
 
 
-def run_all(experiments: list[Experiment], args: argparse.Namespace) -> list[dict]:
+def run_all(experiments: list[Experiment], args: argparse.Namespace, runner=None) -> list[dict]:
+    """Every (experiment, recipe) once per seed; ``runner(config, overrides) -> metrics record`` (tests pass a fake)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    runner = runner or run_one
     overrides = [*(QUICK if args.quick else []), f"--trainer.accelerator={args.accelerator}"]
+    seeds = {e.name: parse_seeds(args.seeds or ("0" if args.quick else DEFAULT_SEEDS[e.group])) for e in experiments}
     jobs = [(e, recipe) for e in experiments for recipe in RECIPES
             if (recipe == "default" or e.source_keys is not None) and (e.group != "fashion" or args.data_dir)]
     rows = {e.name: {"experiment": e.name, **asdict(e), "source": None, "default": None} for e in experiments}
@@ -111,30 +196,49 @@ def run_all(experiments: list[Experiment], args: argparse.Namespace) -> list[dic
         if e.group == "fashion" and not args.data_dir:
             rows[e.name]["note"] = "skipped: no --data-dir"
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    revision = commit()
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("experiments", total=len(jobs))
+        task = progress.add_task("experiments", total=sum(len(seeds[e.name]) for e, _ in jobs))
         for e, recipe in jobs:
-            progress.update(task, description=f"{e.name} ({recipe})")
-            extra = [f"--data.init_args.data_dir={args.data_dir}"] if e.group == "fashion" else []
-            started = time.perf_counter()
-            record = run_one(e.config(recipe), [*overrides, *extra])
             keys = e.source_keys if recipe == "source" else e.default_keys
+            config = e.config(recipe)
+            extra = [f"--data.init_args.data_dir={args.data_dir}"] if e.group == "fashion" else []
+            runs = []
+            for seed in seeds[e.name]:
+                progress.update(task, description=f"{e.name} ({recipe}, seed {seed})")
+                started = time.perf_counter()
+                record = runner(config, [*overrides, *extra, f"--seed_everything={seed}",
+                                         f"--data.init_args.seed={data_seed(config) + seed}"])
+                runs.append((record, round(time.perf_counter() - started, 1)))
+                progress.advance(task)
+            per_seed = {key: [value(record, key) for record, _ in runs] for key in keys}
+            sklearn = [value(record, e.sklearn_key) for record, _ in runs] if e.sklearn_key else None
             rows[e.name][recipe] = {
-                "values": {key: value(record, key) for key in keys},
-                "sklearn": value(record, e.sklearn_key) if e.sklearn_key else None,
-                "wall_time_s": round(time.perf_counter() - started, 1),
-                "epochs": record["epochs"], "global_step": record["global_step"],
-                "run_dir": record["run_dir"], "config": str(e.config(recipe).relative_to(ROOT)),
-                "date": time.strftime("%Y-%m-%d"),
+                **summarize(per_seed), "per_seed": per_seed, "seeds": seeds[e.name],
+                "sklearn": summarize({"s": sklearn})["values"]["s"] if sklearn else None,
+                "wall_time_s": round(sum(seconds for _, seconds in runs), 1),
+                "wall_times_s": [seconds for _, seconds in runs],
+                "epochs": runs[0][0]["epochs"], "global_step": runs[0][0]["global_step"],
+                "run_dir": runs[0][0]["run_dir"], "run_dirs": [record["run_dir"] for record, _ in runs],
+                "config": str(config.relative_to(ROOT)), "date": time.strftime("%Y-%m-%d"), "commit": revision,
             }
-            progress.advance(task)
+    for e in experiments:
+        recipe = "source" if e.source_keys else "default"
+        rows[e.name]["verdict"], rows[e.name]["verdict_reason"] = verdict(e, rows[e.name][recipe])
     return list(rows.values())
 
 
 def cell(result: dict | None, keys: tuple[str, ...] | None, digits: int) -> str:
     if result is None or not keys:
         return "—"
-    return " / ".join("n/a" if result["values"].get(k) is None else f"{result['values'][k]:.{digits}f}" for k in keys)
+
+    def one(key: str) -> str:
+        mean, std = result["values"].get(key), result.get("std", {}).get(key)
+        if mean is None:
+            return "n/a"
+        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if len(result.get("seeds", [0])) > 1 else "")
+
+    return " / ".join(one(key) for key in keys)
 
 
 def sklearn_cell(row: dict) -> str:
@@ -147,18 +251,21 @@ def seconds(value: float) -> str:
 
 
 def wall_cell(row: dict) -> str:
-    parts = [f"{recipe} {seconds(row[recipe]['wall_time_s'])}" for recipe in RECIPES if row[recipe]]
+    parts = [f"{recipe} {seconds(row[recipe]['wall_time_s'] / len(row[recipe].get('seeds', [0])))}"
+             + (f" × {len(row[recipe]['seeds'])}" if len(row[recipe].get("seeds", [0])) > 1 else "")
+             for recipe in RECIPES if row[recipe]]
     return ", ".join(parts) or row.get("note", "—")
 
 
 def table(rows: list[dict], out: Path | None = None) -> str:
     """The results table; with ``out`` (the report's folder) a column links the TensorBoard runs."""
-    header = ["experiment", "metric", "source text reports", "scikit-learn", "source recipe", "default", "wall time"]
+    header = ["experiment", "metric", "source text reports", "verdict", "scikit-learn", "source recipe", "default",
+              "wall time per seed"]
     if out is not None:
         header.append("TensorBoard runs")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
-        cells = [f"`{row['name']}`", row["metric"], row["reported"], sklearn_cell(row),
+        cells = [f"`{row['name']}`", row["metric"], row["reported"], row.get("verdict", "—"), sklearn_cell(row),
                  cell(row["source"], row["source_keys"], row["digits"]), cell(row["default"], row["default_keys"], row["digits"]),
                  wall_cell(row)]
         if out is not None:
@@ -166,7 +273,10 @@ def table(rows: list[dict], out: Path | None = None) -> str:
                      for recipe in RECIPES if row[recipe]]
             cells.append(", ".join(links) or "—")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    reasons = [f"- `{row['name']}`: {row['verdict']}, {row['verdict_reason']}." for row in rows
+               if row.get("verdict") in ("reproduced", "differs")]
+    return "\n".join([*lines, "", "Verdicts (the source text's figure against the source recipe's min..max over seeds):",
+                      *reasons] if reasons else lines)
 
 
 def machine() -> dict:
@@ -177,7 +287,26 @@ def machine() -> dict:
     from lightning_models.cli import library_versions
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    return {"device": device, "platform": platform.platform(), "threads": torch.get_num_threads(), **library_versions()}
+    return {"device": device, **cpu(), "platform": platform.platform(), "threads": torch.get_num_threads(),
+            **library_versions()}
+
+
+def cpu() -> dict:
+    """CPU model and the vector extensions float results depend on (Linux's /proc/cpuinfo)."""
+    import torch
+
+    model, flags = "unknown", set()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name.strip() == "model name" and model == "unknown":
+                model = rest.strip()
+            elif name.strip() == "flags" and not flags:
+                flags = set(rest.split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    return {"cpu": model, "cpu_extensions": [flag for flag in wanted if flag in flags],
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def merge_rows(rows: list[dict], out: Path, meta: dict) -> list[dict]:
@@ -207,14 +336,18 @@ def write_report(rows: list[dict], args: argparse.Namespace, seconds: float) -> 
         meta["date"] = ", ".join(sorted({run["date"] for run in runs})) or meta["date"]
     (out / "RESULTS.json").write_text(json.dumps({"meta": meta, "experiments": rows}, indent=2) + "\n")
     m = meta["machine"]
+    revisions = sorted({row[recipe]["commit"] for row in rows for recipe in RECIPES if row[recipe] and row[recipe].get("commit")})
     text = [
         "# Results", "",
         f"Generated by `python scripts/reproduce.py{' --quick' if args.quick else ''}` on {meta['date']}: "
         f"{m['device']}, torch {m['torch']}, pytorch-lightning {m['pytorch_lightning']}, accelerator "
-        f"`{args.accelerator}`; {meta['total_wall_time_s'] / 60:.1f} min of runs in all."
+        f"`{args.accelerator}`; {meta['total_wall_time_s'] / 60:.1f} min of runs in all. "
+        f"CPU: {m.get('cpu', 'unknown')} ({', '.join(m.get('cpu_extensions', [])) or 'no listed extensions'}); "
+        f"commit{'s' if len(revisions) > 1 else ''} {', '.join(revisions) or 'unknown'}."
         + (f" Last re-run: `--only {args.only}`; the other rows come from the earlier report." if args.only else "")
         + (" **Quick mode: a few steps each, not results.**" if args.quick else ""),
-        "Seed 0 everywhere; test split unless the metric says otherwise. Source-recipe configs train on all",
+        "Each cell: mean ± sample std over the row's seeds (`seeds` in the JSON, with every seed's value, min, max and",
+        "run folder). Test split unless the metric says otherwise. Source-recipe configs train on all",
         "training rows and validate on them, so their train metric is the one the source texts report.",
         "Machine-readable: `RESULTS.json` beside this file.", "",
         table(rows, out), "",
@@ -227,7 +360,8 @@ def readme_block(report: Path) -> str:
     data = json.loads(report.read_text())
     meta = data["meta"]
     note = (f"Generated from `{report.relative_to(ROOT) if report.is_relative_to(ROOT) else report}` "
-            f"({meta['machine']['device']}, {meta['date']}, {meta['total_wall_time_s'] / 60:.0f} min in all).")
+            f"({meta['machine']['device']}, {meta['machine'].get('cpu', 'CPU model not recorded')}, {meta['date']}, "
+            f"{meta['total_wall_time_s'] / 60:.0f} min of runs in all).")
     return "\n".join([README_BEGIN, "", table(data["experiments"]), "", note, "", README_END])
 
 
@@ -279,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 epochs of at most 5 batches each: checks, not results")
     parser.add_argument("--data-dir", default=None, help="folder holding FashionMNIST/raw/ (Fashion-MNIST is skipped without it)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (the GPU when there is one)")
+    parser.add_argument("--seeds", default=None,
+                        help="seeds per row, e.g. 0-4 or 0,1,2 (default: 0-4, Fashion-MNIST 0-2; --quick: 0)")
     parser.add_argument("--out", default="reports", help="folder for RESULTS.md and RESULTS.json")
     parser.add_argument("--update-readme", action="store_true", help="rewrite README.md's table from <out>/RESULTS.json")
     parser.add_argument("--check-readme", action="store_true", help="exit 1 when README.md's table differs from <out>/RESULTS.json")
@@ -287,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.update_readme or args.check_readme:
         return readme_check(Path(args.out) / "RESULTS.json", Path(args.readme), update=args.update_readme)
     experiments = select(args.only)
+    if args.seeds is not None:
+        try:
+            parse_seeds(args.seeds)
+        except ValueError as error:
+            parser.error(str(error))
     if args.data_dir and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir!r} is not a folder (it should hold FashionMNIST/raw/)")
     import pytorch_lightning  # noqa: F401  (configures its loggers on import: quieten them afterwards)

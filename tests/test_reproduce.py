@@ -35,8 +35,8 @@ def test_quick_reproduce_writes_a_complete_report(tmp_path):
     for name in wanted:  # one table row each, with numbers in its result cells and a run link
         line = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert re.fullmatch(r"-?\d+\.\d+( / -?\d+\.\d+)?", cells[5]), line
-        assert "](../lightning_logs/" in cells[7]
+        assert re.fullmatch(r"-?\d+\.\d+( / -?\d+\.\d+)?", cells[6]), line
+        assert "](../lightning_logs/" in cells[8]
 
 
 def test_readme_results_table_is_the_committed_report(tmp_path):
