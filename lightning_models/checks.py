@@ -27,3 +27,13 @@ def check_fraction(name: str, value: float, allow_zero: bool = True) -> None:
     if not (low_ok and value < 1):
         bound = "[0, 1)" if allow_zero else "(0, 1)"
         raise ConfigError(f"{name}={value!r} is invalid; expected a fraction in {bound}.")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX; Linux's /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from scripts.reproduce import EXPERIMENTS, readme_check
 from tests.conftest import ROOT
 
@@ -69,3 +71,54 @@ def test_only_replaces_its_rows_and_keeps_the_others(tmp_path):
     runs = [row["default"] for row in rows.values()]
     assert second["meta"]["total_wall_time_s"] == round(sum(run["wall_time_s"] for run in runs), 1)
     assert "`exp_linear_sgd`" in (tmp_path / "reports" / "RESULTS.md").read_text()
+
+
+def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
+    """Statistics and verdicts on known values: a fake runner returns seed-dependent metrics."""
+    import argparse
+    import statistics
+
+    from scripts.reproduce import parse_seeds, run_all, table
+
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("0,2,5") == [0, 2, 5] and parse_seeds("3") == [3]
+    for bad in ("4-0", "a", "1-", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+    by_name = {e.name: e for e in EXPERIMENTS}
+    planted = {  # seed -> source-recipe val/recon_mse; text 000 reports 0.0937
+        "iris_autoencoder": {0: 0.132, 1: 0.090, 2: 0.101},
+        "iris_mlp_regressor": {0: 0.060, 1: 0.055, 2: 0.070},  # text: 0.0492, outside 0.055..0.070
+    }
+    seen: list[list[str]] = []
+
+    def fake(config, overrides):
+        seen.append(overrides)
+        seed = int(next(o for o in overrides if o.startswith("--seed_everything=")).split("=")[1])
+        name = config.stem
+        recipe = "source" if config.parent.name == "source" else "default"
+        mse = planted[name][seed] if recipe == "source" else 0.05 + seed / 100
+        return {"epochs": 3, "global_step": 3, "run_dir": str(tmp_path / f"{name}_{recipe}_{seed}"),
+                "train": {"train/mse": mse, "train/recon_mse": mse},
+                "val": {"val/mse": mse, "val/recon_mse": mse},
+                "test": {"test/r2": 0.9 - seed / 100, "test/recon_mse": mse}}
+
+    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None)
+    rows = {row["name"]: row for row in run_all([by_name["iris_autoencoder"], by_name["iris_mlp_regressor"]], args, fake)}
+    assert len(seen) == 2 * 2 * 3  # 2 experiments x 2 recipes x 3 seeds
+    assert {o for overrides in seen for o in overrides if "seed" in o} == {
+        f"--seed_everything={s}" for s in range(3)} | {f"--data.init_args.seed={s}" for s in range(3)}
+    source = rows["iris_autoencoder"]["source"]
+    values = list(planted["iris_autoencoder"].values())
+    assert source["per_seed"]["val/recon_mse"] == values
+    assert source["values"]["val/recon_mse"] == pytest.approx(statistics.fmean(values))
+    assert source["std"]["val/recon_mse"] == pytest.approx(statistics.stdev(values))
+    assert (source["min"]["val/recon_mse"], source["max"]["val/recon_mse"]) == (0.090, 0.132)
+    assert source["seeds"] == [0, 1, 2] and len(source["wall_times_s"]) == 3 and len(source["run_dirs"]) == 3
+    assert rows["iris_autoencoder"]["verdict"] == "reproduced"  # 0.0937 within 0.090..0.132
+    assert rows["iris_mlp_regressor"]["verdict"] == "differs"  # 0.0492 below 0.055
+    assert "0.055..0.07" in rows["iris_mlp_regressor"]["verdict_reason"]
+    default = rows["iris_mlp_regressor"]["default"]
+    assert default["values"]["test/r2"] == pytest.approx(0.89) and default["std"]["test/r2"] == pytest.approx(0.01)
+    rendered = table(list(rows.values()))
+    line = next(line for line in rendered.splitlines() if line.startswith("| `iris_mlp_regressor` |"))
+    assert "| differs |" in line and "0.0617 ± 0.0076" in line and "0.8900 ± 0.0100" in line
