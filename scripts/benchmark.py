@@ -1,17 +1,24 @@
 """Template vs. a hand-written PyTorch loop on identical work, in one process and one run.
 
-    python scripts/benchmark.py                               # all cases, 3 repetitions, median
+    python scripts/benchmark.py --data-dir ../shared/data      # iris, fashion, precision (and gpu on a GPU)
     python scripts/benchmark.py --quick                       # small versions, for CI and smoke tests
+    python scripts/benchmark.py --cases time_to_accuracy --data-dir ../shared/data
     python scripts/benchmark.py --data-dir ../shared/data --json reports/benchmark.json
 
 Cases:
-  iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates
+  iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates in chunks of 1 000
                            (configs/source/iris_mlp_classifier.yaml) vs. the plain loop.
-  fashion_vs_source_loop   one epoch of the source recipe (FashionCNN, Adam 1e-3, batch 64): the
+  fashion_vs_source_loop   the source recipe (FashionCNN, Adam 1e-3, batch 64), 10 chunks of 100 steps: the
                            template's tensor path vs. text 004's loop (torchvision dataset, ToTensor, DataLoader).
-  fashion_vs_tensor_loop   the same epoch vs. a plain loop fed the same batches from the same tensors.
+  fashion_vs_tensor_loop   the same chunks vs. a plain loop fed the same batches from the same tensors.
+  fashion_precision        the default config's step (batch 128): fp32 / bf16-mixed x channels-last off / on.
+  time_to_accuracy         the default Fashion-MNIST config until val/acc first reaches 93% (not in the
+                           default set: a full training run).
   fashion_gpu              on a GPU only: epoch time and samples/s of the template's GPU-resident path.
-Each case starts both sides from the same weights; the final losses show the same work was done.
+The sides run interleaved in short chunks, the order rotating each round; a ratio is the median of
+the per-round ratios with a 95% bootstrap interval, and a target counts as met when the interval's
+upper end is under it. Each case starts its sides from the same weights; the final losses show the
+same work was done.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import statistics
 import time
 import warnings
@@ -30,11 +38,15 @@ import torch
 from torch.nn import functional as F
 
 from datamodules.fashion_mnist import ImageBatches
+from lightning_models.checks import cpu_has_native_bf16
 from lightning_models.cli import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
          "--last_checkpoint=false"]
+
+
+Side = Callable[[], Callable[[], float]]  # prepare (untimed) -> run one chunk (timed) -> loss
 
 
 def timed(function: Callable[[], float]) -> tuple[float, float]:
@@ -45,125 +57,209 @@ def timed(function: Callable[[], float]) -> tuple[float, float]:
     return time.perf_counter() - start, loss
 
 
+def fresh_trainer(config: Path, *overrides: str) -> pl.Trainer:
+    """A new Trainer for one chunk (a finished Trainer does not fit again); built untimed."""
+    return instantiate(config, *overrides)[2]
+
+
 def iris_full_batch(updates: int) -> dict:
-    return compare("iris_full_batch", f"{updates} full-batch updates, 4-6-3 MLP", lambda: iris_sides(updates))
+    chunk = min(updates, 1_000)
+    return compare("iris_full_batch", f"{updates} full-batch updates, 4-6-3 MLP, chunks of {chunk}",
+                   lambda: iris_sides(chunk), chunks=updates // chunk)
 
 
-def iris_sides(updates: int) -> tuple[Callable[[], float], Callable[[], float]]:
-    epochs = updates // 100  # the source config runs 100 updates per Lightning step (updates_per_step)
-    model, datamodule, trainer = instantiate(
-        ROOT / "configs" / "source" / "iris_mlp_classifier.yaml", f"--trainer.max_epochs={epochs}",
-        "--trainer.accelerator=cpu", *QUIET,
-    )
+def iris_sides(updates: int) -> dict[str, Side]:
+    config = ROOT / "configs" / "source" / "iris_mlp_classifier.yaml"
+    overrides = (f"--trainer.max_epochs={updates // 100}", "--trainer.accelerator=cpu", *QUIET)  # 100 updates per step
+    model, datamodule, _ = instantiate(config, *overrides)
     plain = type(model.net)(4, 3, [6], "sigmoid")
     plain.load_state_dict(model.net.state_dict())
     datamodule.setup("fit")
     x, y = datamodule.splits["train"]
     target = F.one_hot(y, 3).float()
 
-    def template() -> float:
-        trainer.fit(model, datamodule=datamodule)
-        with torch.no_grad():
-            return F.mse_loss(model(x), target).item()
+    def template() -> Callable[[], float]:
+        trainer = fresh_trainer(config, *overrides)
 
-    def plain_loop() -> float:
-        optimizer = torch.optim.SGD(plain.parameters(), lr=0.01)
-        for _ in range(updates):
-            loss = F.mse_loss(torch.softmax(plain(x), dim=1), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            return F.mse_loss(torch.softmax(plain(x), dim=1), target).item()
+        def run() -> float:
+            trainer.fit(model, datamodule=datamodule)
+            with torch.no_grad():
+                return F.mse_loss(model(x), target).item()
+        return run
 
-    return template, plain_loop
+    def plain_loop() -> Callable[[], float]:
+        def run() -> float:
+            optimizer = torch.optim.SGD(plain.parameters(), lr=0.01)
+            for _ in range(updates):
+                loss = F.mse_loss(torch.softmax(plain(x), dim=1), target)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                return F.mse_loss(torch.softmax(plain(x), dim=1), target).item()
+        return run
+
+    return {"template": template, "plain": plain_loop}
 
 
-def fashion_setup(data_dir: str, batches: int | None, accelerator: str = "cpu") -> tuple:
-    limit = [f"--trainer.limit_train_batches={batches}"] if batches else []
-    model, datamodule, trainer = instantiate(
-        ROOT / "configs" / "source" / "fashion_cnn.yaml", "--trainer.max_epochs=1", f"--data.data_dir={data_dir}",
-        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
-        f"--trainer.accelerator={accelerator}", *limit, *QUIET,
-    )
+def fashion_overrides(data_dir: str, batches: int, accelerator: str = "cpu", *extra: str) -> tuple[str, ...]:
+    return ("--trainer.max_epochs=1", f"--data.data_dir={data_dir}", "--trainer.limit_val_batches=0",
+            "--trainer.num_sanity_val_steps=0", f"--trainer.accelerator={accelerator}",
+            f"--trainer.limit_train_batches={batches}", "--trainer.callbacks=[]", *QUIET, *extra)
+
+
+SOURCE_CONFIG = ROOT / "configs" / "source" / "fashion_cnn.yaml"
+DEFAULT_CONFIG = ROOT / "configs" / "fashion_cnn.yaml"
+
+
+def fashion_template(config: Path, overrides: tuple[str, ...]) -> tuple[pl.LightningModule, pl.LightningDataModule, Side]:
+    model, datamodule, _ = instantiate(config, *overrides)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    return model, datamodule, trainer
+
+    def template() -> Callable[[], float]:
+        trainer = fresh_trainer(config, *overrides)
+
+        def run() -> float:
+            trainer.fit(model, datamodule=datamodule)
+            return float(trainer.callback_metrics["train/loss"])
+        return run
+
+    return model, datamodule, template
 
 
-def run_template(model: pl.LightningModule, datamodule: pl.LightningDataModule, trainer: pl.Trainer) -> Callable[[], float]:
-    def template() -> float:
-        trainer.fit(model, datamodule=datamodule)
-        return float(trainer.callback_metrics["train/loss"])
-
-    return template
-
-
-def plain_epoch(net: torch.nn.Module, batches: Iterable, device: torch.device, limit: int | None) -> float:
-    """Text 004's training loop; returns the mean loss over the epoch."""
-    net.to(device).train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    total, count = torch.zeros((), device=device), 0
-    for index, (images, labels) in enumerate(batches):
-        if limit is not None and index >= limit:
-            break
-        images, labels = images.to(device), labels.to(device)
-        loss = F.cross_entropy(net(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * len(labels)
-        count += len(labels)
-    return (total / count).item()
+def plain_side(net: torch.nn.Module, batches: Callable[[], Iterable], device: torch.device, limit: int) -> Side:
+    """Text 004's training loop over ``limit`` batches per chunk (a new Adam each chunk, as each of the
+    template's fits configures its optimizer anew); a chunk returns its mean loss."""
+    def prepare() -> Callable[[], float]:
+        def run() -> float:
+            net.to(device).train()
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+            total, count = torch.zeros((), device=device), 0
+            for index, (images, labels) in enumerate(batches()):
+                if index >= limit:
+                    break
+                images, labels = images.to(device), labels.to(device)
+                loss = F.cross_entropy(net(images), labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(labels)
+                count += len(labels)
+            return (total / count).item()
+        return run
+    return prepare
 
 
-def source_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], float], Callable[[], float]]:
+def source_loop_sides(data_dir: str, batches: int) -> dict[str, Side]:
     from torch.utils.data import DataLoader
     from torchvision import transforms
     from torchvision.datasets import FashionMNIST
 
-    model, datamodule, trainer = fashion_setup(data_dir, batches)
-    source_net = type(model.net)()
+    model, datamodule, template = fashion_template(SOURCE_CONFIG, fashion_overrides(data_dir, batches))
+    source_net = type(model.net)(channels_last=False)  # text 004's net as it wrote it
     source_net.load_state_dict(model.net.state_dict())
     dataset = FashionMNIST(str(datamodule.root), train=True, transform=transforms.ToTensor())
     loader = DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    return run_template(model, datamodule, trainer), lambda: plain_epoch(source_net, loader, torch.device("cpu"), batches)
+    return {"template": template, "plain": plain_side(source_net, lambda: loader, torch.device("cpu"), batches)}
 
 
-def tensor_loop_sides(data_dir: str, batches: int | None) -> tuple[Callable[[], float], Callable[[], float]]:
-    model, datamodule, trainer = fashion_setup(data_dir, batches)
-    tensor_net = type(model.net)()
+def tensor_loop_sides(data_dir: str, batches: int) -> dict[str, Side]:
+    model, datamodule, template = fashion_template(SOURCE_CONFIG, fashion_overrides(data_dir, batches))
+    tensor_net = type(model.net)()  # the same net, layout included: only the loop around it differs
     tensor_net.load_state_dict(model.net.state_dict())
     images, labels = datamodule.splits["train"]  # the same tensors, seed and order as the template's batches
-    same_batches = ImageBatches(images, labels, datamodule.batch_size, True, datamodule.seed, transform=datamodule.to_inputs)
-    return run_template(model, datamodule, trainer), lambda: plain_epoch(tensor_net, same_batches, torch.device("cpu"), batches)
+
+    def same_batches() -> ImageBatches:  # epoch 0's order each chunk, as each of the template's fits starts at epoch 0
+        return ImageBatches(images, labels, datamodule.batch_size, True, datamodule.seed, transform=datamodule.to_inputs)
+
+    return {"template": template, "plain": plain_side(tensor_net, same_batches, torch.device("cpu"), batches)}
 
 
-def fashion_vs_source_loop(data_dir: str, batches: int | None) -> dict:
-    return compare("fashion_vs_source_loop", "1 epoch, batch 64, source recipe", lambda: source_loop_sides(data_dir, batches))
+def fashion_vs_source_loop(data_dir: str, quick: bool) -> dict:
+    chunk, chunks = (20, 2) if quick else (100, 10)
+    return compare("fashion_vs_source_loop", f"{chunks} x {chunk} steps, batch 64, source recipe",
+                   lambda: source_loop_sides(data_dir, chunk), chunks)
 
 
-def fashion_vs_tensor_loop(data_dir: str, batches: int | None) -> dict:
-    return compare("fashion_vs_tensor_loop", "1 epoch, batch 64, same in-memory batches",
-                   lambda: tensor_loop_sides(data_dir, batches))
+def fashion_vs_tensor_loop(data_dir: str, quick: bool) -> dict:
+    chunk, chunks = (20, 2) if quick else (100, 10)
+    return compare("fashion_vs_tensor_loop", f"{chunks} x {chunk} steps, batch 64, same in-memory batches",
+                   lambda: tensor_loop_sides(data_dir, chunk), chunks)
 
 
-def fashion_gpu(data_dir: str, batches: int | None) -> dict | None:
+PRECISIONS = {  # name -> overrides of the default Fashion-MNIST config
+    "fp32": ("--trainer.precision=32-true", "--model.init_args.net.init_args.channels_last=false"),
+    "fp32_channels_last": ("--trainer.precision=32-true", "--model.init_args.net.init_args.channels_last=true"),
+    "bf16": ("--trainer.precision=bf16-mixed", "--model.init_args.net.init_args.channels_last=false"),
+    "bf16_channels_last": ("--trainer.precision=bf16-mixed", "--model.init_args.net.init_args.channels_last=true"),
+}
+
+
+def fashion_precision(data_dir: str, quick: bool) -> dict:
+    """The default config's training step in four variants, template only; ratios are time / fp32's time."""
+    chunk, chunks = (5, 2) if quick else (40, 8)
+
+    def sides() -> dict[str, Side]:
+        return {name: fashion_template(DEFAULT_CONFIG, fashion_overrides(data_dir, chunk, "cpu", *extra))[2]
+                for name, extra in PRECISIONS.items()}
+
+    record = compare("fashion_precision", f"{chunks} x {chunk} steps of the default config (batch 128), per variant",
+                     sides, chunks)
+    batch = 128
+    record["samples_per_s"] = {name: batch * chunk / seconds for name, seconds in record["times"].items()}
+    record["cpu_bf16"] = cpu_has_native_bf16()
+    return record
+
+
+def time_to_accuracy(data_dir: str, quick: bool, target: float = 0.93) -> dict:
+    """Wall time of the default Fashion-MNIST config (validating every epoch) until val/acc first reaches
+    ``target``: EarlyStopping's stopping_threshold ends the run there."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    extra = ("--trainer.limit_train_batches=10", "--trainer.limit_val_batches=5", "--trainer.max_epochs=2") if quick else ()
+    model, datamodule, trainer = instantiate(
+        DEFAULT_CONFIG, f"--data.data_dir={data_dir}", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--trainer.logger=false", "--last_checkpoint=false",
+        "--trainer.callbacks=[]", "--checkpoint.monitor=null", *extra)
+    stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=target, patience=10**6)
+    reached: dict[str, float] = {}
+
+    class Clock(pl.Callback):
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            acc = float(trainer.callback_metrics.get("val/acc", 0.0))
+            if acc >= target and not reached and not trainer.sanity_checking:
+                reached.update(seconds=time.perf_counter() - started, epoch=trainer.current_epoch + 1, val_acc=acc)
+
+    trainer.callbacks.extend([stop, Clock()])
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    total = time.perf_counter() - started
+    return {"case": "time_to_accuracy", "work": f"default Fashion-MNIST config until val/acc >= {target}",
+            "template_s": reached.get("seconds", total), "plain_s": None, "ratio": None, "reached": bool(reached),
+            "epochs": reached.get("epoch", trainer.current_epoch), "val_acc": reached.get("val_acc"),
+            "template_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))), "plain_loss": None}
+
+
+def fashion_gpu(data_dir: str, quick: bool) -> dict | None:
     if not torch.cuda.is_available():
         print("fashion_gpu: skipped (no GPU)")
         return None
-    model, datamodule, trainer = fashion_setup(data_dir, batches, accelerator="gpu")
-    seconds, loss = timed(run_template(model, datamodule, trainer))
-    samples = trainer.num_training_batches * datamodule.batch_size
+    batches = 50 if quick else 10**9
+    model, datamodule, template = fashion_template(SOURCE_CONFIG, fashion_overrides(data_dir, batches, "gpu"))
+    run = template()
+    seconds, loss = timed(run)
+    samples = min(batches, 938) * datamodule.batch_size
     return {"case": "fashion_gpu", "work": "1 epoch on the GPU-resident path", "template_s": seconds, "plain_s": None,
             "ratio": None, "template_loss": loss, "plain_loss": None, "samples_per_s": samples / seconds,
             "device": torch.cuda.get_device_name()}
 
 
-REPEATS = 1
 CASES = {"iris_full_batch": iris_full_batch, "fashion_vs_source_loop": fashion_vs_source_loop,
-         "fashion_vs_tensor_loop": fashion_vs_tensor_loop, "fashion_gpu": fashion_gpu}
-GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_source_loop", "fashion_vs_tensor_loop"], "gpu": ["fashion_gpu"]}
+         "fashion_vs_tensor_loop": fashion_vs_tensor_loop, "fashion_precision": fashion_precision,
+         "time_to_accuracy": time_to_accuracy, "fashion_gpu": fashion_gpu}
+GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_source_loop", "fashion_vs_tensor_loop"],
+          "precision": ["fashion_precision"], "gpu": ["fashion_gpu"]}
 
 
 def selected_cases(text: str, parser: argparse.ArgumentParser) -> list[str]:
@@ -175,64 +271,96 @@ def selected_cases(text: str, parser: argparse.ArgumentParser) -> list[str]:
     return chosen
 
 
-def compare(case: str, work: str, sides: Callable[[], tuple[Callable[[], float], Callable[[], float]]]) -> dict:
-    """Times both sides ``REPEATS`` times, each time from fresh copies of the same starting point
-    (``sides()`` builds them, untimed).
+def bootstrap_interval(ratios: list[float], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``ratios`` (seeded: the same ratios give the same interval)."""
+    generator = random.Random(seed)
+    medians = sorted(statistics.median(generator.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return medians[int(tail * (resamples - 1))], medians[int(round((1 - tail) * (resamples - 1)))]
 
-    The order alternates (template first, then plain first, ...): the speed of 2 shared cores
-    drifts by 10-25% within minutes, and a fixed order would charge the drift to one side. The
-    ratio is the median of the per-repetition ratios; the times are medians too.
-    """
-    times: dict[str, list[float]] = {"template": [], "plain": []}
+
+def compare(case: str, work: str, sides: Callable[[], dict[str, Side]], chunks: int) -> dict:
+    """Runs the sides' chunks interleaved: round r runs one chunk of every side, the order rotated by r
+    (the speed of 2 shared cores drifts by 10-25% within minutes; short alternating chunks see the same
+    minutes). Each side's ratio is the median over rounds of (its chunk time / the first side's chunk
+    time in the same round) ["template" / "plain" for two sides], with a 95% bootstrap interval over
+    rounds. ``sides()`` builds every side from the same starting point, untimed; so is each chunk's
+    preparation (a fresh Trainer)."""
+    built = sides()
+    names = list(built)
+    times: dict[str, list[float]] = {name: [] for name in names}
     losses: dict[str, float] = {}
-    for repeat in range(REPEATS):
-        built = dict(zip(("template", "plain"), sides()))
-        for name in ("template", "plain") if repeat % 2 == 0 else ("plain", "template"):
-            torch.manual_seed(0)  # the same dropout masks on both sides
-            seconds, losses[name] = timed(built[name])
+    for round_ in range(chunks):
+        order = names[round_ % len(names):] + names[: round_ % len(names)]
+        for name in order:
+            run = built[name]()
+            torch.manual_seed(round_)  # the same dropout masks on every side
+            seconds, losses[name] = timed(run)
             times[name].append(seconds)
-    ratios = [template / plain for template, plain in zip(times["template"], times["plain"])]
-    return {"case": case, "work": work, "template_s": statistics.median(times["template"]),
-            "plain_s": statistics.median(times["plain"]), "ratio": statistics.median(ratios),
-            "template_loss": losses["template"], "plain_loss": losses["plain"],
-            "template_times": times["template"], "plain_times": times["plain"], "ratios": ratios}
+    if names == ["template", "plain"]:
+        ratios = [t / p for t, p in zip(times["template"], times["plain"])]
+        low, high = bootstrap_interval(ratios)
+        return {"case": case, "work": work, "template_s": sum(times["template"]), "plain_s": sum(times["plain"]),
+                "ratio": statistics.median(ratios), "ratio_ci95": [low, high], "chunks": chunks,
+                "template_loss": losses["template"], "plain_loss": losses["plain"],
+                "template_times": times["template"], "plain_times": times["plain"], "ratios": ratios}
+    base = names[0]
+    per_side = {name: [t / b for t, b in zip(times[name], times[base])] for name in names[1:]}
+    return {"case": case, "work": work, "template_s": sum(times[base]), "plain_s": None, "ratio": None,
+            "chunks": chunks, "times": {name: statistics.median(values) for name, values in times.items()},
+            "ratios_vs": base, "ratio_by_side": {name: statistics.median(r) for name, r in per_side.items()},
+            "ratio_ci95_by_side": {name: list(bootstrap_interval(r)) for name, r in per_side.items()},
+            "template_loss": losses[base], "plain_loss": None, "all_times": times}
+
+
+TARGETS = {"iris_full_batch": 1.5, "fashion_vs_source_loop": 1.0, "fashion_vs_tensor_loop": 1.05}
 
 
 def main() -> None:
-    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=4,
-                        help="repetitions per case, alternating which side runs first; medians are reported")
-    parser.add_argument("--quick", action="store_true", help="1 000 iris updates, 50 Fashion-MNIST batches, 1 repetition")
+    parser.add_argument("--quick", action="store_true", help="a few chunks of a few steps per case: checks, not results")
     parser.add_argument("--data-dir", default=None, help="folder holding FashionMNIST/raw/ (Fashion cases skipped without it)")
-    parser.add_argument("--cases", default="iris,fashion,gpu",
+    parser.add_argument("--cases", default="iris,fashion,precision,gpu",
                         help=f"comma-separated case names ({', '.join(CASES)}) or groups ({', '.join(GROUPS)})")
     parser.add_argument("--json", default=None, help="write one record per case to this file")
     args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats {args.repeats}: give at least 1")
-    REPEATS = 1 if args.quick else args.repeats
     warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    for name in ("pytorch_lightning", "lightning_fabric"):  # "Seed set to 0" at every chunk's Trainer, GPU/TPU lines
+        logging.getLogger(name).setLevel(logging.ERROR)
     torch.manual_seed(0)
     cases = selected_cases(args.cases, parser)
     results: list[dict] = []
-    batches = 50 if args.quick else None
     for case in cases:
         if case == "iris_full_batch":
-            results.append(iris_full_batch(1_000 if args.quick else 10_000))
+            results.append(iris_full_batch(2_000 if args.quick else 10_000))
         elif not args.data_dir:
             print(f"{case}: skipped (give --data-dir, the folder holding FashionMNIST/raw/)")
-        elif (record := CASES[case](args.data_dir, batches)) is not None:
+        elif (record := CASES[case](args.data_dir, args.quick)) is not None:
             results.append(record)
-    print(f"\n{'case':<24} {'template s':>11} {'plain s':>9} {'ratio':>6} {'template loss':>14} {'plain loss':>11}")
+    print(f"\n{'case':<24} {'template s':>11} {'plain s':>9} {'ratio [95% interval]':>22} {'target':>7} "
+          f"{'template loss':>14} {'plain loss':>11}")
     for r in results:
         plain = "-" if r["plain_s"] is None else f"{r['plain_s']:.3f}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f} [{r['ratio_ci95'][0]:.3f}, {r['ratio_ci95'][1]:.3f}]"
+        target = TARGETS.get(r["case"])
+        verdict = "-" if target is None or r["ratio"] is None else ("met" if r["ratio_ci95"][1] < target else "not met")
+        r["target"], r["target_met"] = target, None if verdict == "-" else verdict == "met"
         plain_loss = "-" if r["plain_loss"] is None else f"{r['plain_loss']:.6f}"
-        print(f"{r['case']:<24} {r['template_s']:>11.3f} {plain:>9} {ratio:>6} {r['template_loss']:>14.6f} {plain_loss:>11}")
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick, "repeats": REPEATS}
-    print(f"torch {meta['torch']}, {meta['threads']} threads, repeats {REPEATS} (median)")
+        print(f"{r['case']:<24} {r['template_s']:>11.3f} {plain:>9} {ratio:>22} {verdict:>7} "
+              f"{r['template_loss']:>14.6f} {plain_loss:>11}")
+        for name, value in r.get("ratio_by_side", {}).items():
+            low, high = r["ratio_ci95_by_side"][name]
+            print(f"  {name:<22} {r['samples_per_s'][name]:>8.0f} samples/s, time vs {r['ratios_vs']} "
+                  f"{value:.3f} [{low:.3f}, {high:.3f}]")
+        if r["case"] == "fashion_precision":
+            print(f"  {r['ratios_vs']:<22} {r['samples_per_s'][r['ratios_vs']]:>8.0f} samples/s "
+                  f"(CPU with native bf16: {r['cpu_bf16']})")
+        if r["case"] == "time_to_accuracy":
+            reached = f"after {r['epochs']} epochs (val/acc {r['val_acc']:.4f})" if r["reached"] else "not reached"
+            print(f"  {reached}")
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick}
+    print(f"torch {meta['torch']}, {meta['threads']} threads; template/plain times are sums over chunks, "
+          "ratios medians of per-round ratios")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "cases": results}, indent=2) + "\n")

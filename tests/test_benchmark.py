@@ -16,33 +16,56 @@ def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())["cases"][0]
     assert record["case"] == "iris_full_batch"
-    assert {"template_s", "plain_s", "ratio", "template_loss", "plain_loss"} <= set(record)
-    assert record["ratio"] == pytest.approx(record["template_s"] / record["plain_s"])
+    assert {"template_s", "plain_s", "ratio", "ratio_ci95", "template_loss", "plain_loss"} <= set(record)
+    assert record["chunks"] == 2 and len(record["ratios"]) == 2
+    assert record["ratios"] == pytest.approx([t / p for t, p in zip(record["template_times"], record["plain_times"])])
+    assert record["ratio_ci95"][0] <= record["ratio"] <= record["ratio_ci95"][1]
     # identical starting weights and updates: the same final loss on both sides
     assert record["template_loss"] == pytest.approx(record["plain_loss"], rel=1e-5)
     assert "iris_full_batch" in done.stdout
 
 
-def test_compare_alternates_the_order_and_takes_the_median_ratio(monkeypatch):
-    """A drifting machine must not be charged to one side: the first side alternates per
-    repetition and the ratio is the median of the per-repetition ratios."""
+def test_compare_interleaves_chunks_and_reports_the_median_ratio_with_a_bootstrap_interval(monkeypatch):
+    """A drifting machine must not be charged to one side: the sides alternate chunk by chunk, the
+    first side rotating each round; the ratio is the median of per-round ratios."""
     from scripts import benchmark
 
     calls: list[str] = []
-    durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0])  # per call, in call order
+    durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0, 1.0])  # per chunk, in call order
     clock = [0.0]
 
     def side(name: str):
-        def run() -> float:
-            calls.append(name)
-            clock[0] += next(durations)
-            return 0.5
-        return run
+        def prepare():
+            def run() -> float:
+                calls.append(name)
+                clock[0] += next(durations)
+                return 0.5
+            return run
+        return prepare
 
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(benchmark, "REPEATS", 3)
-    record = benchmark.compare("fake", "work", lambda: (side("template"), side("plain")))
-    assert calls == ["template", "plain", "plain", "template", "template", "plain"]
-    assert record["template_times"] == [2.0, 4.0, 3.0] and record["plain_times"] == [1.0, 1.0, 1.0]
-    assert record["ratio"] == pytest.approx(3.0)  # median of 2, 4, 3
-    assert record["template_s"] == pytest.approx(3.0) and record["plain_s"] == pytest.approx(1.0)
+    record = benchmark.compare("fake", "work", lambda: {"template": side("template"), "plain": side("plain")}, chunks=5)
+    assert calls == ["template", "plain", "plain", "template", "template", "plain", "plain", "template", "template", "plain"]
+    assert record["template_times"] == [2.0, 4.0, 3.0, 2.5, 2.0] and record["plain_times"] == [1.0, 1.0, 1.0, 1.0, 1.0]
+    assert record["ratios"] == [2.0, 4.0, 3.0, 2.5, 2.0]
+    assert record["ratio"] == pytest.approx(2.5)  # median of the per-round ratios
+    low, high = record["ratio_ci95"]
+    assert 2.0 <= low <= 2.5 <= high <= 4.0 and high > low
+    assert record["template_s"] == pytest.approx(13.5) and record["plain_s"] == pytest.approx(5.0)
+
+
+def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
+    import random
+    import statistics
+
+    from scripts.benchmark import bootstrap_interval
+
+    generator = random.Random(1)
+    few = [1.0 + generator.gauss(0, 0.1) for _ in range(6)]
+    many = [1.0 + generator.gauss(0, 0.1) for _ in range(200)]
+    assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded
+    low, high = bootstrap_interval(many)
+    assert low < statistics.median(many) < high and high - low < 0.06  # ~ 2 x 1.96 x 1.25 x 0.1 / sqrt(200)
+    few_low, few_high = bootstrap_interval(few)
+    assert few_high - few_low > high - low
+    assert bootstrap_interval([1.2] * 5) == (1.2, 1.2)
