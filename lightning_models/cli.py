@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -13,6 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from jsonargparse import Namespace
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -184,19 +187,59 @@ def instantiate(config: str | Path, *overrides: str) -> tuple[pl.LightningModule
     return cli.model, cli.datamodule, cli.trainer
 
 
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one line."""
+    """Entry point of ``scripts/train.py``; configuration errors exit with status 2 and one or two lines
+    (the full usage stays on ``--help``)."""
+    raising = {"exit_on_error": False, **{name: {"exit_on_error": False} for name in SUBCOMMANDS}}
     try:
-        TemplateCLI(args=args)
+        TemplateCLI(args=args, parser_kwargs=raising)
     except FloatingPointError as error:  # NonFiniteLossError: say where and why, without a traceback
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except argparse.ArgumentError as error:  # jsonargparse: a bad key, value or config file
+        print(f"error: {short_parser_error(str(error))}\n(options: scripts/train.py {sys.argv[1] if len(sys.argv) > 1 else ''} --help)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    except MisconfigurationException as error:  # Lightning refusing a Trainer setting
+        print(f"error: trainer: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValueError as error:
         cause = config_error_in(error)
         if cause is None:
             raise
         print(f"error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def short_parser_error(message: str) -> str:
+    """jsonargparse's nested report (one block per Union member and class) -> the key, the value and the types
+    it accepts: ``--data.init_args.batch_size: 'abc' is not valid; expected int or None``."""
+    if message.startswith("Problems parsing config"):  # YAML syntax: say which file and where
+        where = re.findall(r"line (\d+), column (\d+)", message)
+        config = next((arg for flag, arg in zip(sys.argv, sys.argv[1:]) if flag == "--config"), "the config")
+        reason = message.splitlines()[0].split(": ", 1)[-1]
+        return f"{config}: not valid YAML ({reason}, line {where[0][0]} column {where[0][1]})" if where else message
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    reasons = [reason.strip(" -") for reason in re.findall(r'Parser key "[^"]+":\n\s*\n?(.*)', message)]
+    problem = re.search(r"Problem with given class_path '([^']+)':\n\s*(.*)", message)
+    if keys and problem and "Parser key" not in problem.group(2):  # the class itself: missing, or it refused
+        return f"--{keys[0]}: {problem.group(1)}: {problem.group(2).strip()}"
+    nested = re.search(r"NestedArg\(key='([^']+)', val='(.*)'\)", message)  # a value inside a class's init_args
+    given = re.search(r"Given value: (.*)", message)
+    expected = list(dict.fromkeys(re.findall(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>", message)))
+    if keys and reasons and not reasons[-1].startswith("Does not validate") and "Parser key" not in reasons[-1]:
+        path = keys[0] + "".join(f".init_args.{key}" for key in keys[1:])
+        reason = re.sub(r"(collections\.abc|torch\.nn\.modules\.module)\.", "", reasons[-1].split(" Got value:")[0])
+        got = nested.group(2) if nested else (given.group(1).strip() if given and "(" not in given.group(1) else None)
+        return f"--{path}: {reason}" + (f" (given: {got!r})" if got is not None and got not in reason else "")
+    if not keys or not given or not expected:
+        return message.strip().splitlines()[0] if message.strip() else "invalid arguments"
+    path, value = (f"{keys[0]}.init_args.{nested.group(1)}", nested.group(2)) if nested else (keys[-1], given.group(1).strip())
+    names = ["None" if name == "NoneType" else name for name in expected]
+    return f"--{path}: {value!r} is not valid; expected {' or '.join(names)}"
 
 
 def config_error_in(error: BaseException | None) -> ConfigError | None:

@@ -214,11 +214,25 @@ def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
         (["--data.init_args.batch_size", "0"], "batch_size=0"),
         (["--model.init_args.label_smoothing", "1.5"], "label_smoothing=1.5"),
         (["--trainer.no_such_key", "1"], "no_such_key"),
+        (["--data.init_args.batch_size", "abc"], "--data.init_args.batch_size: 'abc' is not valid; expected int or None"),
+        (["--model.init_args.net.init_args.hidden_sizes", "abc"],
+         "--model.init_args.net.init_args.hidden_sizes: 'abc' is not valid; expected Sequence or None"),
+        (["--trainer.max_epochs", "-5"], "trainer: `max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, override, expected):
     done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), *override], tmp_path)
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert expected in done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr and "usage:" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip() and "Seed set" not in line]
+    assert len(errors) <= 2, done.stderr  # the error and where --help is; the full usage stays on --help
     assert not (tmp_path / "lightning_logs").exists()  # nothing that looks like a run
+
+
+def test_yaml_syntax_error_names_the_file_and_the_place(tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_epochs: [1\n")
+    done = run_train(["fit", "--config", str(config)], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{config}: not valid YAML (while parsing a flow sequence, line 2 column 15)" in done.stderr
