@@ -116,6 +116,14 @@ class TemplateCLI(LightningCLI):
                                     version=version),
             )
 
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        # last.ckpt after the best checkpoint of the same validation: the ModelCheckpoint state it holds
+        # then names the current best file (saved before it, an older best could since be deleted).
+        lasts = [callback for callback in trainer.callbacks if isinstance(callback, LastCheckpoint)]
+        trainer.callbacks[:] = [callback for callback in trainer.callbacks if callback not in lasts] + lasts
+        return trainer
+
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
         trainer, model, datamodule = self.trainer, self.model, self.datamodule
