@@ -140,8 +140,9 @@ def verdict(e: Experiment, source: dict | None) -> tuple[str, str]:
     low, high = source["min"].get(key), source["max"].get(key)
     if low is None:
         return "—", f"{key} missing"
-    if "value" in figure:
-        ok = low <= figure["value"] <= high
+    if "value" in figure:  # the text's figure is rounded: half a unit of its last digit either side
+        half = 0.5 * 10 ** -len(repr(float(figure["value"])).split(".")[1])
+        ok = low - half <= figure["value"] <= high + half
         measured = f"text {figure['value']}, seeds {low:.4g}..{high:.4g}"
     elif "at_most" in figure:
         ok, measured = high <= figure["at_most"], f"all seeds <= {figure['at_most']}: max {high:.4g}"
@@ -334,6 +335,11 @@ def write_report(rows: list[dict], args: argparse.Namespace, seconds: float) -> 
         runs = [row[recipe] for row in rows for recipe in RECIPES if row[recipe]]
         meta["total_wall_time_s"] = round(sum(run["wall_time_s"] for run in runs), 1)
         meta["date"] = ", ".join(sorted({run["date"] for run in runs})) or meta["date"]
+    by_name = {e.name: e for e in EXPERIMENTS}
+    for row in rows:  # the registry's figures and reasons as they are now, for kept rows too
+        result = row["source"] if row.get("source_keys") else row["default"]
+        if row["name"] in by_name and result and "min" in result:
+            row["verdict"], row["verdict_reason"] = verdict(by_name[row["name"]], result)
     (out / "RESULTS.json").write_text(json.dumps({"meta": meta, "experiments": rows}, indent=2) + "\n")
     m = meta["machine"]
     revisions = sorted({row[recipe]["commit"] for row in rows for recipe in RECIPES if row[recipe] and row[recipe].get("commit")})
