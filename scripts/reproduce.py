@@ -296,15 +296,9 @@ def cpu() -> dict:
     """CPU model and the vector extensions float results depend on (Linux's /proc/cpuinfo)."""
     import torch
 
-    model, flags = "unknown", set()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            name, _, rest = line.partition(":")
-            if name.strip() == "model name" and model == "unknown":
-                model = rest.strip()
-            elif name.strip() == "flags" and not flags:
-                flags = set(rest.split())
+    from lightning_models.checks import cpu_info
+
+    model, flags = cpu_info()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
     return {"cpu": model, "cpu_extensions": [flag for flag in wanted if flag in flags],
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
