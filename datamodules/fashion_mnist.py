@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
-from datamodules.tensor import InMemoryDataModule, TensorBatches, trainer_epoch, trainer_shard
+from datamodules.tensor import InMemoryDataModule, Split, TensorBatches, trainer_epoch, trainer_shard
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
@@ -175,6 +175,7 @@ class FashionMNISTDataModule(InMemoryDataModule):
         num_workers: DataLoader workers of the ``torchvision`` path.
         download: try torchvision's download when the files are missing (needs internet).
         seed: seeds the validation split and the shuffling.
+        predict_split: ``train``, ``val`` or ``test``: what ``scripts/train.py predict`` predicts.
 
     Example: ``FashionMNISTDataModule(data_dir="../shared/data", augment=True)``.
     """
@@ -197,8 +198,9 @@ class FashionMNISTDataModule(InMemoryDataModule):
         num_workers: int = 2,
         download: bool = True,
         seed: int = 0,
+        predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size, seed)
+        super().__init__(batch_size, seed, predict_split)
         check_positive("batch_size", batch_size, integer=True)
         check_choice("input_path", input_path, ("tensor", "torchvision"))
         if not 0 <= val_size < 60_000:

@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
-from datamodules.tensor import Examples, TensorDataModule
+from datamodules.tensor import Examples, Split, TensorDataModule
 from lightning_models.checks import check_choice, check_fraction
 
 TARGETS = ("species", "petal_width", "features")
@@ -30,7 +30,7 @@ class IrisDataModule(TensorDataModule):
             ``0`` keeps every training row for training, as the source texts do; validation then runs
             on the training rows, so ``val/*`` metrics are the texts' train metrics.
         test_fraction: test share of the ``stratified`` partition.
-        batch_size, standardize, seed: see ``TensorDataModule``.
+        batch_size, standardize, seed, predict_split: see ``TensorDataModule``.
 
     Example: ``IrisDataModule(target="petal_width", val_fraction=0.2)``.
     """
@@ -44,8 +44,9 @@ class IrisDataModule(TensorDataModule):
         batch_size: int | None = None,
         standardize: bool = True,
         seed: int = 0,
+        predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed)
+        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed, predict_split=predict_split)
         check_choice("target", target, TARGETS)
         check_choice("partition", partition, PARTITIONS)
         check_fraction("val_fraction", val_fraction)

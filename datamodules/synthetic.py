@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from datamodules.tensor import Examples, TensorDataModule, seed_for_epoch, trainer_epoch
+from datamodules.tensor import Examples, Split, TensorDataModule, seed_for_epoch, trainer_epoch
 from lightning_models.callbacks.synthetic import describe_polynomial
 from lightning_models.checks import check_choice, check_positive
 
@@ -53,6 +53,7 @@ class FunctionDataModule(TensorDataModule):
         steps_per_epoch: training batches per epoch (an epoch has no natural length here).
         val_size: fixed random validation points. The test set is fixed too: for ``exp`` the 100
             evenly spaced points of [0, 1] on which text 001 checks the fit.
+        seed, predict_split: see ``TensorDataModule``.
     """
 
     def __init__(
@@ -62,8 +63,9 @@ class FunctionDataModule(TensorDataModule):
         steps_per_epoch: int = 100,
         val_size: int = 200,
         seed: int = 0,
+        predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size=batch_size, standardize=False, seed=seed)
+        super().__init__(batch_size=batch_size, standardize=False, seed=seed, predict_split=predict_split)
         check_choice("function", function, ("exp", "polynomial"))
         check_positive("steps_per_epoch", steps_per_epoch, integer=True)
         check_positive("val_size", val_size, integer=True)
@@ -124,6 +126,7 @@ class PlaneDataModule(TensorDataModule):
         batch_size, standardize: see ``TensorDataModule`` (the source texts do not standardise).
         seed: the training set of ``quadrants``/``xor`` is text 004's own (``np.random.seed(42)``);
             validation and test sets are drawn the same way with other seeds.
+        predict_split: see ``TensorDataModule``.
     """
 
     def __init__(
@@ -134,8 +137,9 @@ class PlaneDataModule(TensorDataModule):
         batch_size: int | None = None,
         standardize: bool = False,
         seed: int = 42,
+        predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed)
+        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed, predict_split=predict_split)
         check_choice("dataset", dataset, ("blobs", "quadrants", "xor"))
         check_choice("features", features, ("raw", "quadrant"))
         check_positive("points_per_class", points_per_class, integer=True)

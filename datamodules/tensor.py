@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
 
-from lightning_models.checks import ConfigError, check_positive
+from lightning_models.checks import ConfigError, check_choice, check_positive
 
 Examples = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one split or one batch
+Split = Literal["train", "val", "test"]
+SPLITS = ("train", "val", "test")
 
 
 def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | None:
@@ -88,13 +91,15 @@ class TensorBatches:
 class InMemoryDataModule(pl.LightningDataModule):
     """Plumbing shared by datamodules whose splits are tensors in memory: ``self.splits`` maps
     ``train``/``val``/``test`` to ``(inputs, targets)``; each split moves once to the training device
-    and stays there; subclasses say how a split becomes batches (``batches``)."""
+    and stays there; subclasses say how a split becomes batches (``batches``). ``predict_split`` is the
+    split ``scripts/train.py predict`` runs on."""
 
-    def __init__(self, batch_size: int | None, seed: int) -> None:
+    def __init__(self, batch_size: int | None, seed: int, predict_split: str = "test") -> None:
         super().__init__()
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
-        self.batch_size, self.seed = batch_size, seed
+        check_choice("predict_split", predict_split, SPLITS)
+        self.batch_size, self.seed, self.predict_split = batch_size, seed, predict_split
         self.splits: dict[str, Examples] = {}
 
     @property
@@ -119,7 +124,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self.batches("test", shuffle=False)
 
     def predict_dataloader(self) -> TensorBatches:
-        return self.batches("test", shuffle=False)
+        return self.batches(self.predict_split, shuffle=False)
 
 
 class TensorDataModule(InMemoryDataModule):
@@ -130,10 +135,12 @@ class TensorDataModule(InMemoryDataModule):
         standardize: scale inputs to zero mean and unit variance, with statistics fitted on the
             training rows only (validation and test rows never leak into them).
         seed: seeds the split and the shuffling.
+        predict_split: ``train``, ``val`` or ``test``: what ``scripts/train.py predict`` predicts.
     """
 
-    def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0) -> None:
-        super().__init__(batch_size, seed)
+    def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0,
+                 predict_split: Split = "test") -> None:
+        super().__init__(batch_size, seed, predict_split)
         self.standardize = standardize
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None

@@ -83,8 +83,9 @@ class TaskModule(pl.LightningModule):
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.resumed_rng_states: dict[str, Any] | None = None
         self.automatic_optimization = False
-        # Called here, it also records the arguments of the subclass whose __init__ called us.
-        self.save_hyperparameters()
+        # Called here, it also records the arguments of the subclass whose __init__ called us. The loggers
+        # get them from the CLI under readable names (cli.readable_hparams), not Lightning's raw record.
+        self.save_hyperparameters(logger=False)
 
     def init_metrics(self, metrics: MetricCollection) -> None:
         """One torchmetrics collection per stage, so epoch reduction never mixes stages."""

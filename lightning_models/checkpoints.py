@@ -16,11 +16,12 @@ class LastCheckpoint(ModelCheckpoint):
 
     Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where
     a top-k checkpoint is saved, so with ``save_top_k=1`` it is the best model, not the latest, and
-    a resumed run would start over from there. ``TemplateCLI`` adds this callback beside the best one.
+    a resumed run would start over from there. ``TemplateCLI`` adds this callback beside the best one
+    (``dirpath``: the best one's folder; ``None``, Lightning's rule: ``<run folder>/checkpoints``).
     """
 
-    def __init__(self) -> None:
-        super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+    def __init__(self, dirpath: str | None = None) -> None:
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
                          save_on_train_epoch_end=False)
         self.saved_at_step: int | None = None
 

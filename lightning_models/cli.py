@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import logging
 import re
@@ -17,13 +19,14 @@ import torch
 from jsonargparse import Namespace
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.checks import ConfigError
 
 LOG_ROOT = "lightning_logs"
+FOLDER_LOGGERS = (TensorBoardLogger, CSVLogger)  # loggers whose version_N folder is the run folder
 
 
 def no_tips(record: logging.LogRecord) -> bool:
@@ -31,9 +34,11 @@ def no_tips(record: logging.LogRecord) -> bool:
 
 
 def quiet_third_party() -> None:
-    """Silence exactly the third-party noise of a normal run: Lightning's advertising tips and the
-    deprecation warning its own ``_pytree`` helper triggers in torch. Everything else still shows."""
+    """Silence exactly the third-party noise of a normal run: Lightning's advertising tips, the
+    deprecation warning its own ``_pytree`` helper triggers in torch, and its note that a prediction
+    writer gets no batch indices from in-memory batches. Everything else still shows."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")  # PredictionWriter needs none
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(no_tips)  # a set: added once
 
 
@@ -50,16 +55,111 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def run_folder(trainer: pl.Trainer) -> Path:
+    """The run folder: the first logger's ``version_N`` when it is TensorBoard or CSV, else the trainer's
+    ``default_root_dir``, which the CLI sets to ``lightning_logs/<experiment>/version_N`` (no logger, or
+    only loggers with their own store, such as MLflow)."""
+    first = trainer.loggers[0] if trainer.loggers else None
+    return Path(first.log_dir) if isinstance(first, FOLDER_LOGGERS) else Path(trainer.default_root_dir)
+
+
+def next_version(experiment: str, root: str | Path = LOG_ROOT) -> int:
+    taken = [int(p.name.removeprefix("version_")) for p in Path(root, experiment).glob("version_*")
+             if p.name.removeprefix("version_").isdigit()]
+    return max(taken, default=-1) + 1
+
+
+class RunConfig(SaveConfigCallback):
+    """``config.yaml`` into the run folder whatever the logger (Lightning's own goes to ``trainer.log_dir``,
+    which for an MLflow logger is its store); ``predict`` does not overwrite the trained run's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "predict":
+            return
+        folder = run_folder(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=self.overwrite,
+                         multifile=self.multifile)
+
+
+def class_defaults(cls: Any) -> dict[str, Any]:
+    """Default values of the ``__init__`` arguments of ``cls`` and its bases (the subclass's win)."""
+    defaults: dict[str, Any] = {}
+    for klass in reversed(getattr(cls, "__mro__", (cls,))):
+        try:
+            parameters = inspect.signature(klass.__init__ if isinstance(klass, type) else klass).parameters
+        except (TypeError, ValueError):
+            continue
+        defaults.update({name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty})
+    return defaults
+
+
+def import_class(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as a config would write them (YAML lists for tuples)."""
+    a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError):  # tensors
+        return False
+
+
+ALWAYS_SHOWN = ("num_features", "num_outputs", "net", "optimizer", "scheduler")
+
+
+def readable_key(key: str) -> str:
+    """A command-line key as the HParams tab names it: ``model.init_args.net.init_args.hidden_sizes`` ->
+    ``net.hidden_sizes``, ``data.init_args.batch_size`` -> ``data.batch_size``."""
+    return key.removeprefix("model.init_args.").replace(".init_args.", ".")
+
+
+def readable_hparams(model: pl.LightningModule) -> dict[str, Any]:
+    """The hyperparameters a person compares, for TensorBoard's HParams tab and the other loggers: each
+    injected class by its name (``net: MLP``, ``optimizer: AdamW``, ``scheduler: OneCycleLR``), and
+    ``<name>.<argument>`` and the module's own arguments where they differ from the defaults (``lr``
+    always); LightningCLI's internals (``_instantiator``, ``_class_path``) left out."""
+    defaults = class_defaults(type(model))
+    shown: dict[str, Any] = {}
+    for key, value in model.hparams.items():
+        value = value.as_dict() if hasattr(value, "as_dict") else value  # jsonargparse Namespace
+        if key.startswith("_"):
+            continue
+        if isinstance(value, dict) and "class_path" in value:
+            shown[key] = value["class_path"].rsplit(".", 1)[-1]
+            arguments = class_defaults(import_class(value["class_path"]))
+            for name, given in (value.get("init_args") or {}).items():
+                if name == "lr" or name not in arguments or not same(given, arguments[name]):
+                    shown[f"{key}.{name}"] = given
+        elif isinstance(value, type) or callable(value):
+            shown[key] = getattr(value, "__name__", type(value).__name__)
+        elif key in ALWAYS_SHOWN or key not in defaults or not same(value, defaults[key]):
+            shown[key] = value  # sizes, and an injected part left out (scheduler: None), are shown too
+    return shown
+
+
 class TemplateCLI(LightningCLI):
     """LightningCLI with the template's defaults.
 
     - models and datamodules are chosen by class path (``--model my_pkg.MyModule``); the
       datamodule's ``num_features``/``num_outputs`` are linked into the model's arguments;
-    - TensorBoard logs under ``lightning_logs/<experiment_name>/version_N``;
+    - TensorBoard logs under ``lightning_logs/<experiment_name>/version_N``, the run folder (also with
+      ``--trainer.logger false``, a CSV logger or an MLflow one);
     - a ``checkpoint`` group (ModelCheckpoint): best by ``val/loss``; ``checkpoints/last.ckpt`` after
       every validation (``--last_checkpoint false`` turns it off);
     - after ``fit``, the best checkpoint is validated and tested (``--test_after_fit false``
-      skips it) and ``metrics.json`` is written into the run's log directory.
+      skips it) and ``metrics.json`` is written into the run folder; every logger gets the final
+      metrics and the readable hyperparameters (``readable_hparams``);
+    - ``predict`` writes ``predictions-<split>.csv`` into the checkpoint's run folder.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,6 +167,7 @@ class TemplateCLI(LightningCLI):
         quiet_third_party()
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", RunConfig)
         super().__init__(
             pl.LightningModule, pl.LightningDataModule, *args,
             subclass_mode_model=True, subclass_mode_data=True, **kwargs,
@@ -103,18 +204,61 @@ class TemplateCLI(LightningCLI):
             "ProgressBar" in str(callback.class_path) for callback in callbacks
         ):
             callbacks = [*callbacks, Namespace(class_path="pytorch_lightning.callbacks.RichProgressBar")]
-        if config.get("last_checkpoint", True) and not any("LastCheckpoint" in str(c.class_path) for c in callbacks):
-            callbacks = [*callbacks, Namespace(class_path="lightning_models.checkpoints.LastCheckpoint")]
-        config.trainer.callbacks = callbacks
         version = None
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
+        if self.subcommand == "predict":
+            callbacks = self.prepare_predict(config, callbacks)
+        else:
+            self.prepare_loggers(config, version)
+            if config.get("last_checkpoint", True) and not any("LastCheckpoint" in str(c.class_path) for c in callbacks):
+                callbacks = [*callbacks, Namespace(class_path="lightning_models.checkpoints.LastCheckpoint",
+                                                   init_args=Namespace(dirpath=config.get("checkpoint.dirpath")))]
+        config.trainer.callbacks = callbacks
+
+    def prepare_loggers(self, config: Namespace, version: int | None) -> None:
+        """TensorBoard by default; a TensorBoard or CSV logger given without a folder logs under
+        ``lightning_logs/<experiment>/version_N``; with no logger, or another first (MLflow...), that
+        folder is ``default_root_dir`` and holds the checkpoints, ``config.yaml`` and ``metrics.json``."""
         if config.trainer.logger in (None, True):
-            config.trainer.logger = Namespace(
-                class_path="pytorch_lightning.loggers.TensorBoardLogger",
-                init_args=Namespace(save_dir=LOG_ROOT, name=config.experiment_name, default_hp_metric=False,
-                                    version=version),
-            )
+            config.trainer.logger = Namespace(class_path="pytorch_lightning.loggers.TensorBoardLogger",
+                                              init_args=Namespace(save_dir=LOG_ROOT, default_hp_metric=False))
+        loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
+        folders = ("pytorch_lightning.loggers.TensorBoardLogger", "pytorch_lightning.loggers.CSVLogger",
+                   "lightning.pytorch.loggers.TensorBoardLogger", "lightning.pytorch.loggers.CSVLogger")
+        for logger in loggers:
+            if isinstance(logger, Namespace) and logger.class_path in folders:
+                arguments = logger.init_args
+                if arguments.get("save_dir") is None:
+                    arguments.save_dir = LOG_ROOT
+                if arguments.get("name") in (None, "lightning_logs"):  # the loggers' default name
+                    arguments.name = config.experiment_name
+                if arguments.get("version") is None:
+                    arguments.version = version
+        first = loggers[0] if loggers else False
+        if not (isinstance(first, Namespace) and first.class_path in folders) and config.trainer.default_root_dir is None:
+            folder = Path(LOG_ROOT, config.experiment_name,
+                          f"version_{version if version is not None else next_version(config.experiment_name)}")
+            config.trainer.default_root_dir = str(folder)
+            if config.checkpoint.dirpath is None:  # Lightning would put them into an MLflow logger's store
+                config.checkpoint.dirpath = str(folder / "checkpoints")
+
+    def prepare_predict(self, config: Namespace, callbacks: list) -> list:
+        """``predict``: no logger, no new run folder; the predictions go into the checkpoint's run folder
+        (``lightning_logs/<experiment>/predictions-<split>.csv`` without a checkpoint)."""
+        checkpoint = Path(str(config.get("ckpt_path"))) if config.get("ckpt_path") else None
+        folder = (checkpoint.resolve().parent.parent if checkpoint is not None and checkpoint.parent.name == "checkpoints"
+                  else Path(LOG_ROOT, config.experiment_name))
+        if config.trainer.logger in (None, True):
+            config.trainer.logger = False
+        if config.trainer.default_root_dir is None:
+            config.trainer.default_root_dir = str(folder)
+        if any("PredictionWriter" in str(callback.class_path) for callback in callbacks):
+            return callbacks
+        split = (config.data.get("init_args") or Namespace()).get("predict_split") or "test"
+        writer = Namespace(class_path="lightning_models.callbacks.predictions.PredictionWriter",
+                           init_args=Namespace(path=str(folder / f"predictions-{split}.csv")))
+        return [*callbacks, writer]
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -123,6 +267,14 @@ class TemplateCLI(LightningCLI):
         lasts = [callback for callback in trainer.callbacks if isinstance(callback, LastCheckpoint)]
         trainer.callbacks[:] = [callback for callback in trainer.callbacks if callback not in lasts] + lasts
         return trainer
+
+    def logged_hparams(self) -> dict[str, Any]:
+        sweep = self.config[self.subcommand].get("log_hparams") or {}
+        return {**readable_hparams(self.model), **{readable_key(key): value for key, value in sweep.items()}}
+
+    def before_fit(self) -> None:
+        for logger in self.trainer.loggers:  # TensorBoard: hparams.yaml; MLflow: the run's parameters
+            logger.log_hyperparams(self.logged_hparams())
 
     def after_fit(self) -> None:
         config = self.config[self.subcommand]
@@ -138,7 +290,7 @@ class TemplateCLI(LightningCLI):
             # fast_dev_run saves no checkpoint: then the weights in memory are evaluated.
             results["val"] = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
             results["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        log_dir = run_folder(trainer)
         record = {
             "experiment": config.experiment_name,
             "config": [str(path) for path in config.get("config") or []],
@@ -155,13 +307,11 @@ class TemplateCLI(LightningCLI):
             (log_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
             final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("val", "test")
                      for k, v in results.get(stage, {}).items()}
-            hparams = {**model.hparams, **(config.get("log_hparams") or {})}
             final_metrics = {f"final_{k}": v for k, v in final.items()}
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs them with the hyperparameters
-                    logger.log_hyperparams(hparams, final_metrics)
-                elif final_metrics:  # Logger.log_hyperparams takes no metrics: every other logger gets them as metrics
-                    logger.log_hyperparams(hparams)
+                    logger.log_hyperparams(self.logged_hparams(), final_metrics)
+                elif final_metrics:  # the others got the hyperparameters at fit start; metrics through their own API
                     logger.log_metrics(final_metrics, step=trainer.global_step)
                 logger.finalize("success")  # close the files now, not at interpreter exit
             summary = ", ".join(f"{k}={v:.4g}" for k, v in sorted(final.items()))

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from lightning_models.callbacks.predictions import header, rows, scores
 from lightning_models.checkpoints import load_module
 
 
@@ -47,26 +48,13 @@ def main() -> None:
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     outputs = trainer.predict(module, dataloaders=datamodule.test_dataloader())
-    predictions = torch.cat([batch.float().cpu() for batch in outputs])
-    if module.hparams.get("loss") == "cross_entropy":
-        predictions = predictions.softmax(dim=1)  # logits -> class probabilities
+    predictions = scores(module, torch.cat([batch.float().cpu() for batch in outputs]))
     targets = torch.cat([batch[1].cpu() for batch in datamodule.test_dataloader()])
-    names = getattr(datamodule, "class_names", None)
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "predictions.csv"
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
-        if targets.dtype == torch.int64 and predictions.ndim == 2 and predictions.shape[1] > 1:
-            labels = predictions.argmax(1)
-            name = (lambda i: names[i]) if names is not None and len(names) == predictions.shape[1] else str
-            writer.writerow(["row", "target", "predicted", "target_name", "predicted_name", "probability"])
-            for row, (target, label, score) in enumerate(zip(targets.tolist(), labels.tolist(), predictions.max(1).values.tolist())):
-                writer.writerow([row, target, label, name(target), name(label), f"{score:.6g}"])
-        else:
-            flat_targets, flat_predictions = targets.reshape(len(targets), -1), predictions.reshape(len(predictions), -1)
-            columns = flat_predictions.shape[1]
-            writer.writerow(["row", *[f"target_{i}" for i in range(columns)], *[f"predicted_{i}" for i in range(columns)]])
-            for row, (target, predicted) in enumerate(zip(flat_targets.tolist(), flat_predictions.tolist())):
-                writer.writerow([row, *[f"{v:.6g}" for v in target], *[f"{v:.6g}" for v in predicted]])
+        writer.writerow(header(predictions, targets))
+        writer.writerows(rows(predictions, targets, getattr(datamodule, "class_names", None)))
     print(json.dumps(metrics, indent=2))
     print(f"predictions: {out}")
 

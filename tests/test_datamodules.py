@@ -87,3 +87,19 @@ def test_tensor_batches_full_and_mini_batches():
     assert not torch.equal(first, second)  # a new order every epoch
     again = TensorBatches(x, y, 4, shuffle=True, seed=0)
     assert torch.equal(torch.cat([b[1] for b in again]), first)  # same seed, same order
+
+
+def test_ranks_are_dealt_disjoint_equal_shares_of_one_epoch_order():
+    from datamodules.tensor import epoch_order
+
+    for count, world_size in ((10, 2), (11, 2), (150, 3), (7, 4)):
+        shares = [epoch_order(count, torch.Generator(), 5, 3, True, rank, world_size) for rank in range(world_size)]
+        assert len({len(share) for share in shares}) == 1 and len(shares[0]) == count // world_size  # equal steps
+        dealt = torch.cat(shares)
+        assert len(set(dealt.tolist())) == len(dealt)  # no row on two ranks
+        whole = epoch_order(count, torch.Generator(), 5, 3, True, 0, 1)  # the one-process order of the same epoch
+        assert set(dealt.tolist()) == set(whole[: count - count % world_size].tolist())
+        for rank, share in enumerate(shares):  # rank r takes every world_size-th row of that order
+            assert share.tolist() == whole[: count - count % world_size][rank::world_size].tolist()
+    other_epoch = epoch_order(150, torch.Generator(), 5, 4, True, 0, 3)
+    assert other_epoch.tolist() != epoch_order(150, torch.Generator(), 5, 3, True, 0, 3).tolist()

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scripts.reproduce import EXPERIMENTS, readme_check
 from tests.conftest import ROOT
 
 
-def test_quick_reproduce_writes_a_complete_report(tmp_path):
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("reproduce")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--only", "iris,synthetic",
                            "--accelerator", "cpu", "--out", "reports"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return tmp_path
+
+
+def test_quick_reproduce_writes_a_complete_report(quick_report):
+    tmp_path = quick_report
     report = json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
     wanted = [e.name for e in EXPERIMENTS if e.group in ("iris", "synthetic")]
     assert [row["name"] for row in report["experiments"]] == wanted
@@ -122,3 +131,38 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
     rendered = table(list(rows.values()))
     line = next(line for line in rendered.splitlines() if line.startswith("| `iris_mlp_regressor` |"))
     assert "| differs |" in line and "0.0617 ± 0.0076" in line and "0.8900 ± 0.0100" in line
+
+
+def test_pictures_are_the_panels_of_the_report_runs(quick_report, tmp_path):
+    from PIL import Image
+
+    from scripts.pictures import PICTURES, last_image
+
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "pictures.py"), "--report",
+                           str(quick_report / "reports" / "RESULTS.json"), "--out", str(tmp_path), "--width", "300"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1  # the report has no Fashion-MNIST runs: those two are named, the rest written
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == [
+        f"skipped {name}" for name, experiment, _ in PICTURES if experiment == "fashion_cnn"]
+    report = json.loads((quick_report / "reports" / "RESULTS.json").read_text())
+    runs = {row["name"]: Path(row["default"]["run_dirs"][0]) for row in report["experiments"] if row["default"]}
+    for name, experiment, tag in PICTURES:
+        if experiment == "fashion_cnn":
+            continue
+        written = Image.open(tmp_path / name).convert("RGB")
+        logged = Image.open(io.BytesIO(last_image(runs[experiment], tag))).convert("RGB")
+        assert written.width == min(300, logged.width)
+        assert written.height == pytest.approx(logged.height * written.width / logged.width, abs=1)
+        # the same picture, pixel by pixel (resampling and the 128-colour palette blur it a little)
+        shrunk = np.asarray(logged.resize(written.size), float)
+        assert np.abs(np.asarray(written, float) - shrunk).mean() < 8, name
+
+
+def test_readme_images_exist():
+    readme = (ROOT / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert len(images) >= 8
+    missing = [image for image in images if not (ROOT / image).is_file()]
+    assert not missing, f"README shows missing images: {missing} (python scripts/pictures.py)"
+    for image in images:
+        assert (ROOT / image).read_bytes().startswith(b"\x89PNG")

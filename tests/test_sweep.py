@@ -218,6 +218,8 @@ def test_tensorboard_hparams_lists_every_trial_with_its_values(finished_sweep):
     served = {group["name"]: group["hparams"] for group in groups}
     for trial in study.trials:
         hparams = served[f"trial_{trial.number}"]
-        assert hparams[LR] == pytest.approx(trial.params[LR])
-        assert json.loads(str(hparams[HIDDEN])) == json.loads(trial.params[HIDDEN])  # a list, shown as text
-        assert hparams["model.init_args.net.init_args.activation"] == json.loads(trial.params["model.init_args.net.init_args.activation"])
+        # under the readable names (readable_key: model.init_args.optimizer.init_args.lr -> optimizer.lr)
+        assert hparams["optimizer.lr"] == pytest.approx(trial.params[LR])
+        assert json.loads(str(hparams["net.hidden_sizes"])) == json.loads(trial.params[HIDDEN])  # a list, shown as text
+        assert hparams["net.activation"] == json.loads(trial.params["model.init_args.net.init_args.activation"])
+        assert not [key for key in hparams if key.startswith("_") or "init_args" in key]

@@ -1,4 +1,5 @@
-"""TensorBoard as a user sees it: a real server on 127.0.0.1 over short runs, queried through its HTTP data API."""
+"""TensorBoard as a user sees it: a real server on 127.0.0.1 over short runs, queried through its HTTP data API
+and looked at in a real headless Chromium (screenshots kept in test-artifacts/, or $TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import DEEP_ELEMENTS, Browser, find_chromium
 from tests.conftest import CONFIGS
 from tests.test_fashion_mnist import write_idx
 
@@ -110,3 +112,62 @@ def test_server_serves_the_panels_as_png_images(server):
     entries = json.loads(get(server, "/data/plugin/images/images", run="fashion_cnn/version_0", tag="test/misclassified"))
     image = get(server, f"/data/plugin/images/individualImage?{entries[-1]['query']}")
     assert image.startswith(b"\x89PNG") and len(image) > 1000
+
+
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+VISIBLE_TEXT = DEEP_ELEMENTS + """
+const text = all.filter(e => !['STYLE', 'SCRIPT'].includes(e.tagName) && !e.children.length)
+  .map(e => e.textContent.trim()).filter(Boolean);
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if find_chromium() is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    with Browser() as page:
+        yield page
+
+
+def test_browser_shows_the_misclassified_grid_card_with_its_image_loaded(server, browser):
+    browser.open(f"http://127.0.0.1:{server}/#images")
+    found = browser.wait_for(DEEP_ELEMENTS + """
+      // the card: an image loader whose heading names the tag; scrolled into view, it loads its image
+      const card = all.find(e => e.tagName === 'TF-IMAGE-LOADER' && e.tag === 'test/misclassified'
+                                 && e.run.startsWith('fashion_cnn'));
+      if (card) card.scrollIntoView();
+      const image = card && [...card.shadowRoot.querySelectorAll('img')].find(e => e.complete && e.naturalWidth > 0);
+      image ? [image.naturalWidth, image.naturalHeight, image.getBoundingClientRect().width] : null;""")
+    browser.screenshot(ARTIFACTS / "tensorboard_images.png")
+    assert found, f"no loaded test/misclassified image card (screenshot: {ARTIFACTS / 'tensorboard_images.png'})"
+    width, height, shown = found
+    assert width >= 200 and height >= 100 and shown > 100  # the grid, drawn at a visible size
+
+
+def test_browser_shows_the_val_acc_chart_with_its_line(server, browser):
+    browser.open(f"http://127.0.0.1:{server}/#scalars")
+    found = browser.wait_for(DEEP_ELEMENTS + """
+      // TensorBoard opens the first sections only: open "val" as a click on its heading does
+      const pane = all.find(e => e.tagName === 'TF-CATEGORY-PAGINATED-VIEW' && e.category && e.category.name === 'val');
+      if (pane && !pane.opened) pane.opened = true;
+      const card = all.find(e => e.tagName === 'TF-SCALAR-CARD' && e.tag === 'val/acc');
+      if (card) card.scrollIntoView();
+      const inside = []; const into = (root) => { for (const e of root.querySelectorAll('*')) { inside.push(e);
+        if (e.shadowRoot) into(e.shadowRoot); } }; if (card) into(card.shadowRoot || card);
+      // a drawn series: an SVG path with points, at a visible size
+      const lines = inside.filter(e => e.tagName.toLowerCase() === 'path' && (e.getAttribute('d') || '').split(/[ML]/).length > 2
+                                       && e.getBoundingClientRect().width > 10);
+      card && lines.length ? lines.length : null;""")
+    browser.screenshot(ARTIFACTS / "tensorboard_scalars.png")
+    assert found, f"no val/acc chart with a drawn line (screenshot: {ARTIFACTS / 'tensorboard_scalars.png'})"
+
+
+def test_browser_hparams_table_shows_the_final_metrics_and_readable_names(server, browser, log_dir):
+    recorded = json.loads((log_dir / "iris_mlp_classifier" / "version_0" / "metrics.json").read_text())
+    shown = f"{recorded['test']['test/acc']:#.5g}"  # TensorBoard writes 5 significant digits
+    browser.open(f"http://127.0.0.1:{server}/#hparams")
+    found = browser.wait_for(VISIBLE_TEXT + f"""
+      text.includes('final_test/acc') && text.includes('optimizer.lr') && text.includes('{shown}') ? text : null;""")
+    browser.screenshot(ARTIFACTS / "tensorboard_hparams.png")
+    assert found, f"HParams table without final_test/acc = {shown} (screenshot: {ARTIFACTS / 'tensorboard_hparams.png'})"
+    assert not [cell for cell in found if cell.startswith("_") or "class_path" in cell or "init_args" in cell]
