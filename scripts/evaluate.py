@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import pickle
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -41,9 +42,14 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     checkpoint = Path(args.checkpoint)
     config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
+    if not checkpoint.is_file():
+        parser.exit(2, f"error: {checkpoint}: no such checkpoint file\n")
+    try:
+        module = load_module(checkpoint)
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as error:  # missing, foreign, damaged
+        parser.exit(2, f"error: {checkpoint}: not a checkpoint this template can load ({str(error).splitlines()[0]})\n")
     if not config.is_file():
         parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
-    module = load_module(checkpoint)
     datamodule = build_datamodule(config, overrides)
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
