@@ -1,10 +1,11 @@
 """LightningDataModules of the template."""
 
+from datamodules.csv_table import CSVDataModule
 from datamodules.fashion_mnist import FashionMNISTDataModule
 from datamodules.iris import IrisDataModule
 from datamodules.synthetic import FunctionDataModule, PlaneDataModule
 from datamodules.tensor import TensorBatches, TensorDataModule
 
 __all__ = [
-    "FashionMNISTDataModule",
+    "CSVDataModule", "FashionMNISTDataModule",
     "FunctionDataModule", "IrisDataModule", "PlaneDataModule", "TensorBatches", "TensorDataModule"]
