@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from datamodules import IrisDataModule
 from lightning_models.base import NonFiniteLossError
 from lightning_models.checkpoints import load_module
 from lightning_models.cli import newest_last_checkpoint
@@ -163,6 +164,26 @@ def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):
                      for name in ("ddp", "single"))
     assert got["test"]["test/acc"] == expected["test"]["test/acc"] >= 0.9
     assert got["test"]["test/loss"] == pytest.approx(expected["test"]["test/loss"], rel=1e-5)
+
+
+def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluation(tmp_path):
+    """Two CPU ranks, mini-batches of 10 of the 60 training rows: each rank takes 30 (3 steps an epoch, not 6),
+    and the test metrics reduced over ranks equal one process's evaluation of the saved best weights."""
+    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",
+                      "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp", "--trainer.devices=2",
+                      "--trainer.max_epochs=3", "--data.init_args.batch_size=10", "--model.init_args.updates_per_step=1"],
+                     tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
+    assert metrics["global_step"] == 3 * 3  # 60 rows / 2 ranks / 10 per batch, 3 epochs
+    model = load_module(metrics["checkpoints"]["best"])
+    data = IrisDataModule(val_fraction=0.2)
+    data.setup()
+    inputs, targets = data.splits["test"]
+    with torch.no_grad():
+        logits = model(inputs)
+    assert metrics["test"]["test/acc"] == pytest.approx((logits.argmax(1) == targets).float().mean().item(), abs=1e-6)
+    assert metrics["test"]["test/loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-5)
 
 
 def test_torchrun_two_nodes_on_one_machine_equal_one_process(tmp_path):
