@@ -139,17 +139,23 @@ class ImageBatches(TensorBatches):
         return super().batch(images, epoch)
 
     def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
-        count, height, width = images.shape
-        flip = torch.rand(count, generator=self.generator, device=images.device) < 0.5
-        images = torch.where(flip[:, None, None], images.flip(-1), images)
+        """Grey (N, H, W) or colour (N, C, H, W) uint8 images, each flipped and shifted on its own (all its
+        channels alike)."""
+        count, height, width = images.shape[0], images.shape[-2], images.shape[-1]
+        device, colour = images.device, images.ndim == 4
+        flip = torch.rand(count, generator=self.generator, device=device) < 0.5
+        images = torch.where(flip.view(count, *(1,) * (images.ndim - 1)), images.flip(-1), images)
         padding = self.crop_padding
         if not padding:
             return images
         padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=images.device)
-        rows = (torch.arange(height, device=images.device) + shifts[0, :, None])[:, :, None]
-        cols = (torch.arange(width, device=images.device) + shifts[1, :, None])[:, None, :]
-        return padded[torch.arange(count, device=images.device)[:, None, None], rows, cols]
+        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=device)
+        rows = (torch.arange(height, device=device) + shifts[0, :, None])[:, :, None]
+        cols = (torch.arange(width, device=device) + shifts[1, :, None])[:, None, :]
+        if not colour:
+            return padded[torch.arange(count, device=device)[:, None, None], rows, cols]
+        channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
+        return padded[torch.arange(count, device=device)[:, None, None, None], channels, rows[:, None], cols[:, None]]
 
 
 class FashionMNISTDataModule(InMemoryDataModule):

@@ -13,14 +13,18 @@ from lightning_models.callbacks.tabular import class_names
 
 
 def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:
-    """A matplotlib grid of (N, 1, H, W) images in [0, 1], each with its title."""
+    """A matplotlib grid of (N, 1, H, W) grey or (N, 3, H, W) colour images in [0, 1], each with its title."""
     rows = max(1, -(-len(images) // columns))
     figure = Figure(figsize=(columns * 1.6, rows * 1.8))
     axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(images):
-            axis.imshow(images[index].squeeze(0).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            image = images[index].clamp(0, 1)
+            if image.shape[0] == 1:
+                axis.imshow(image.squeeze(0), cmap="gray", vmin=0, vmax=1)
+            else:  # colour: channels last for matplotlib
+                axis.imshow(image.permute(1, 2, 0))
             axis.set_title(titles[index], fontsize=7)
     figure.tight_layout()
     return figure
@@ -50,7 +54,9 @@ class MisclassifiedImagesPanel(PredictionPanel):
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         count = min(self.max_rows, len(rows["targets"]))
-        names = class_names(trainer, module.hparams.get("num_outputs", int(rows["targets"].max()) + 1))
+        targets = rows["targets"]
+        classes = module.hparams.get("num_outputs") or (int(targets.max()) + 1 if len(targets) else 1)  # none wrong: empty grid
+        names = class_names(trainer, classes)
         self.captions = [f"{names[t]}, pred={names[p]}" for t, p in zip(rows["targets"][:count].tolist(),
                                                                        rows["predicted"][:count].tolist())]
         return image_grid(pixels(trainer, rows["images"][:count]), self.captions)

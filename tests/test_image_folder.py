@@ -1,0 +1,163 @@
+"""Bring your own images: ImageFolderDataModule on folders of PNGs the tests write."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datamodules import ImageFolderDataModule
+from datamodules.image_folder import Decoded
+from lightning_models.checks import ConfigError
+from tests.conftest import CONFIGS, run_train
+from tests.test_cli import event_tags
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+CLASSES = ["bar", "column", "cross"]
+
+
+def pattern(kind: str, generator: np.random.Generator, size: int = 28, colour: bool = False) -> np.ndarray:
+    """A noisy 28x28 picture of a horizontal bar, a vertical bar or a cross, somewhere in the image."""
+    image = generator.integers(0, 60, (size, size)).astype(np.uint8)
+    row, column = generator.integers(6, size - 6, 2)
+    if kind in ("bar", "cross"):
+        image[row - 2: row + 2, 3:-3] = 230
+    if kind in ("column", "cross"):
+        image[3:-3, column - 2: column + 2] = 230
+    return np.stack([image, image // 2, 255 - image], -1) if colour else image
+
+
+def write_folder(root: Path, per_class: int = 40, colour: bool = False, seed: int = 0) -> Path:
+    generator = np.random.default_rng(seed)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            Image.fromarray(pattern(name, generator, colour=colour)).save(root / name / f"{index:03d}.png")
+    return root
+
+
+def test_folder_names_are_classes_and_the_split_is_seeded_and_stratified(tmp_path):
+    root = write_folder(tmp_path / "images")
+    data = ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.2)
+    assert data.class_names == CLASSES and data.num_features == 784 and data.num_outputs == 3
+    data.setup()
+    sizes = {split: len(labels) for split, (_, labels) in data.splits.items()}
+    assert sizes == {"train": 72, "val": 24, "test": 24}
+    for _, labels in data.splits.values():
+        assert torch.bincount(labels, minlength=3).tolist() == [len(labels) // 3] * 3
+    images, labels = data.splits["test"]
+    assert images.dtype == torch.uint8 and images.shape == (24, 28, 28)
+    # the decoded pixels are the files' pixels (read back independently with PIL)
+    path, label = sorted(data.samples()["test"])[0]
+    assert torch.equal(images[0], torch.from_numpy(np.array(Image.open(path)))) and labels[0] == label
+
+
+def test_the_decoded_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "images", per_class=12)
+    first = ImageFolderDataModule(str(root), batch_size=8)
+    first.setup()
+    [cache] = list((root / ".template-cache").glob("images-*.pt"))
+
+    def no_decoding(self, index):
+        raise AssertionError("decoded again although the cache is valid")
+
+    second = ImageFolderDataModule(str(root), batch_size=8)  # reads one image's header (its size) only
+    monkeypatch.setattr(Decoded, "__getitem__", no_decoding)
+    second.setup()
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first.splits.values(), second.splits.values()))
+    monkeypatch.undo()
+    changed = root / "bar" / "000.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(changed)
+    os.utime(changed, ns=(10**18, 10**18))
+    third = ImageFolderDataModule(str(root), batch_size=8)
+    third.setup()
+    assert len(list((root / ".template-cache").glob("images-*.pt"))) == 2 and cache.is_file()
+    row = [path for path, _ in sorted(third.samples()["train"] + third.samples()["val"] + third.samples()["test"])].index(
+        str(changed))
+    everything = torch.cat([third.splits[s][0] for s in ("train", "val", "test")])
+    assert (everything == 0).all(dim=(1, 2)).sum() == 1 and row >= 0  # the new black image is in
+
+
+def test_given_train_val_test_folders_are_used_as_given(tmp_path):
+    for split, count in (("train", 10), ("val", 4), ("test", 5)):
+        write_folder(tmp_path / "images" / split, per_class=count, seed=len(split))
+    data = ImageFolderDataModule(str(tmp_path / "images"))
+    data.setup()
+    assert {split: len(labels) for split, (_, labels) in data.splits.items()} == {"train": 30, "val": 12, "test": 15}
+
+
+def test_colour_images_keep_three_channels_and_augment_alike(tmp_path):
+    root = write_folder(tmp_path / "images", per_class=10, colour=True)
+    data = ImageFolderDataModule(str(root), batch_size=30, augment=True, normalize=False)
+    assert data.num_features == 3 * 784 and data.image_shape == (3, 28, 28)
+    data.setup()
+    images = data.splits["train"][0]
+    assert images.shape == (24, 3, 28, 28)
+    batches = data.batches("train", shuffle=True)
+    augmented = batches.random_flip_and_crop(images)
+    # every channel of an image moved the same way: channel 1 is still channel 0 halved, channel 2 its
+    # inverse (except where the crop's zero padding came in, which is 0 in every channel)
+    padding = (augmented == 0).all(dim=1)
+    assert torch.equal(augmented[:, 1], augmented[:, 0] // 2)
+    assert torch.equal(augmented[:, 2][~padding], 255 - augmented[:, 0][~padding])
+    assert not torch.equal(augmented, images)
+    inputs, _ = next(iter(batches))
+    assert inputs.shape == (24, 3, 28, 28) and inputs.dtype == torch.float32
+
+
+def test_example_config_trains_logs_the_image_panels_and_predicts_with_folder_names(tmp_path):
+    write_folder(tmp_path / "images", per_class=60)
+    done = run_train(["fit", "--config", str(CONFIGS / "examples" / "image_folder.yaml"), "--data.init_args.root", "images",
+                      "--trainer.max_epochs=4", *QUIET], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "lightning_logs" / "image_folder" / "version_0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["test/acc"] >= 0.9
+    assert {"data/sample_images", "test/confusion_matrix", "test/per_class_accuracy"} <= event_tags(run)["images"]
+    predicted = run_train(["predict", "--config", str(CONFIGS / "examples" / "image_folder.yaml"), "--data.init_args.root",
+                           "images", "--ckpt_path", metrics["checkpoints"]["best"], *QUIET], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    table = list(csv.DictReader((run / "predictions-test.csv").open()))
+    assert {row["target_name"] for row in table} == set(CLASSES) and len(table) == 18
+
+
+def test_beyond_the_memory_budget_images_stream_and_still_train(tmp_path):
+    root = write_folder(tmp_path / "images", per_class=30)
+    data = ImageFolderDataModule(str(root), batch_size=16, memory_budget=1e-12, num_workers=0)
+    with pytest.warns(UserWarning, match="streaming"):
+        data.setup()
+    inputs, labels = next(iter(data.batches("train", shuffle=True)))
+    assert inputs.shape == (16, 1, 28, 28) and labels.dtype == torch.int64
+    assert not (root / ".template-cache").exists()
+
+
+@pytest.mark.parametrize("damage", ["undecodable", "mixed_sizes", "empty_class", "one_class", "missing"])
+def test_bad_folders_are_one_clear_error(tmp_path, damage):
+    root = tmp_path / "images"
+    if damage != "missing":
+        write_folder(root, per_class=5)
+    named = str(root)
+    if damage == "undecodable":
+        (root / "bar" / "002.png").write_bytes(b"not a png")
+        named = str(root / "bar" / "002.png")
+    elif damage == "mixed_sizes":
+        Image.fromarray(np.zeros((20, 24), np.uint8)).save(root / "cross" / "003.png")
+        named = str(root / "cross" / "003.png")
+    elif damage == "empty_class":
+        (root / "empty").mkdir()
+        named = "empty"
+    elif damage == "one_class":
+        for name in CLASSES[1:]:
+            for path in (root / name).iterdir():
+                path.unlink()
+            (root / name).rmdir()
+    with pytest.raises(ConfigError) as error:
+        ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.2).setup()
+    assert named in str(error.value), str(error.value)
+    assert not (root / ".template-cache").exists() or damage not in ("undecodable", "mixed_sizes")
