@@ -63,10 +63,17 @@ def run_folder(trainer: pl.Trainer) -> Path:
     return Path(first.log_dir) if isinstance(first, FOLDER_LOGGERS) else Path(trainer.default_root_dir)
 
 
+def run_folders(experiment: str, root: str | Path = LOG_ROOT) -> dict[int, Path]:
+    """``<root>/<experiment>/version_N`` folders by N."""
+    found = {}
+    for path in Path(root, experiment).glob("version_*"):
+        if (suffix := path.name.removeprefix("version_")).isdigit():
+            found[int(suffix)] = path
+    return found
+
+
 def next_version(experiment: str, root: str | Path = LOG_ROOT) -> int:
-    taken = [int(p.name.removeprefix("version_")) for p in Path(root, experiment).glob("version_*")
-             if p.name.removeprefix("version_").isdigit()]
-    return max(taken, default=-1) + 1
+    return max(run_folders(experiment, root), default=-1) + 1
 
 
 class RunConfig(SaveConfigCallback):
@@ -324,11 +331,8 @@ def newest_last_checkpoint(experiment: str, root: str | Path = LOG_ROOT) -> tupl
     """``fit --ckpt_path last``: the ``last.ckpt`` of the newest ``<root>/<experiment>/version_N`` that
     has one, and N, so that the resumed run logs and checkpoints into the same folder. Without one,
     the run starts from scratch (as Lightning does for ``last``), which suits requeued cluster jobs."""
-    runs = []
-    for path in Path(root, experiment).glob("version_*/checkpoints/last.ckpt"):
-        suffix = path.parents[1].name.removeprefix("version_")
-        if suffix.isdigit():
-            runs.append((int(suffix), path))
+    runs = [(version, folder / "checkpoints" / "last.ckpt") for version, folder in run_folders(experiment, root).items()
+            if (folder / "checkpoints" / "last.ckpt").is_file()]
     if not runs:
         print(f"--ckpt_path last: no {root}/{experiment}/version_*/checkpoints/last.ckpt yet; starting from scratch.",
               file=sys.stderr)
