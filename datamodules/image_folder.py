@@ -41,8 +41,9 @@ def scan(root: Path) -> ImageFolder:
 class Decoded(Dataset):
     """The images of an ImageFolder, decoded one by one (the streaming path and the cache builder)."""
 
-    def __init__(self, samples: list[tuple[str, int]], mode: ImageReadMode, size: tuple[int, int] | None) -> None:
-        self.samples, self.mode, self.size = samples, mode, size
+    def __init__(self, samples: list[tuple[str, int]], mode: ImageReadMode, size: tuple[int, int] | None,
+                 resize: bool = True) -> None:
+        self.samples, self.mode, self.size, self.resize = samples, mode, size, resize
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -54,6 +55,9 @@ class Decoded(Dataset):
         except RuntimeError as error:
             raise ConfigError(f"{path}: the image does not decode ({str(error).splitlines()[0]}).") from None
         if self.size is not None and tuple(image.shape[-2:]) != self.size:
+            if not self.resize:
+                raise ConfigError(f"{path}: {tuple(image.shape[-2:])} pixels, the first image {self.size}; set "
+                                  "image_size to resize them all.")
             image = TF.resize(image, list(self.size), antialias=True)
         return image, label
 
@@ -183,15 +187,15 @@ class ImageFolderDataModule(InMemoryDataModule):
                 digest.update(f"{split}|{path}|{label}|{info.st_size}|{info.st_mtime_ns}\n".encode())
         return self.cache_dir / f"images-{digest.hexdigest()[:20]}.pt"
 
+    def decoded(self, samples: list[tuple[str, int]]) -> Decoded:
+        """Decoded to ``image_shape``: resized when ``image_size`` is set, else any other size is an error."""
+        return Decoded(samples, self.mode, self.size, resize=self.image_size is not None)
+
     def decode_all(self, samples: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.empty((len(samples), *self.image_shape), dtype=torch.uint8)
-        decoded = Decoded(samples, self.mode, self.size if self.image_size else None)
+        decoded = self.decoded(samples)
         for index in range(len(samples)):
-            image, _ = decoded[index]
-            if tuple(image.shape) != self.image_shape:
-                raise ConfigError(f"{samples[index][0]}: {tuple(image.shape[-2:])} pixels, the first image "
-                                  f"{self.size}; set image_size to resize them all.")
-            images[index] = image
+            images[index] = decoded[index][0]
         return images.squeeze(1) if self.channels == 1 else images, torch.tensor([label for _, label in samples])
 
     def setup(self, stage: str | None = None) -> None:
@@ -204,7 +208,7 @@ class ImageFolderDataModule(InMemoryDataModule):
             rank_zero_warn(f"{self.root}: {count} decoded images would exceed memory_budget={self.memory_budget} of "
                            f"RAM; streaming them through a DataLoader with {self.num_workers} workers (slower; "
                            "no augmentation on this path).")
-            first = Decoded(samples["train"][:1000], self.mode, self.size)
+            first = self.decoded(samples["train"][:1000])
             self.mean, self.std = self.statistics(torch.stack([first[index][0] for index in range(len(first))]))
             return
         path = self.cache_path(samples)
@@ -221,7 +225,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         for folder in (path.parent, Path(tempfile.gettempdir()) / "template-image-cache"):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                partial = folder / (path.name + ".partial")
+                partial = folder / f"{path.name}.{os.getpid()}.partial"  # DDP ranks may write it at once
                 torch.save(cached, partial)
                 partial.replace(folder / path.name)  # a killed run leaves no half cache
                 self.cache_dir = folder
@@ -254,7 +258,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                             crop_padding=self.crop_padding, augment_from_epoch=self.augment_from_epoch)
 
     def stream(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = Decoded(self.stream_samples[split], self.mode, self.size)
+        dataset = self.decoded(self.stream_samples[split])
 
         def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
             images = torch.stack([image for image, _ in items])

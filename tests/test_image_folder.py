@@ -135,6 +135,18 @@ def test_beyond_the_memory_budget_images_stream_and_still_train(tmp_path):
     inputs, labels = next(iter(data.batches("train", shuffle=True)))
     assert inputs.shape == (16, 1, 28, 28) and labels.dtype == torch.int64
     assert not (root / ".template-cache").exists()
+    # the same size rule as the cached path: another size is refused without image_size, resized with it
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(root / "cross" / "029.png")
+    options = {"batch_size": 200, "memory_budget": 1e-12, "num_workers": 0}
+    with pytest.warns(UserWarning, match="streaming"), pytest.raises(ConfigError, match=r"cross/029.png: \(20, 24\) pixels"):
+        data = ImageFolderDataModule(str(root), **options)
+        data.setup()
+        [batch for split in ("train", "val", "test") for batch in data.batches(split, shuffle=False)]
+    data = ImageFolderDataModule(str(root), image_size=28, **options)
+    with pytest.warns(UserWarning, match="streaming"):
+        data.setup()
+    images = torch.cat([inputs for split in ("train", "val", "test") for inputs, _ in data.batches(split, False)])
+    assert images.shape == (90, 1, 28, 28)
 
 
 @pytest.mark.parametrize("damage", ["undecodable", "mixed_sizes", "empty_class", "one_class", "missing"])

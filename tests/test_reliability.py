@@ -73,24 +73,47 @@ def test_metrics_json_records_seed_and_versions(tmp_path):
     assert metrics["seed"] == 7 and metrics["versions"]["torch"] == torch.__version__
 
 
+def tiny_fashion(folder: Path) -> list[str]:
+    from tests.test_fashion_mnist import write_idx
+
+    return [f"--data.init_args.data_dir={write_idx(folder / 'tiny')}"]
+
+
+def wine_table(folder: Path) -> list[str]:
+    from tests.test_csv_data import wine_csv
+
+    return [f"--data.init_args.path={wine_csv(folder / 'wine.csv')}"]
+
+
+def image_folder(folder: Path) -> list[str]:
+    from tests.test_image_folder import write_folder
+
+    return [f"--data.init_args.root={write_folder(folder / 'images', per_class=20)}"]
+
+
 # One experiment of each datamodule family, shortened; each is killed at (epoch, batch) and resumed.
+# (config, overrides, kill point, data the test writes)
 RESUME_CASES = {
-    "iris": ("iris_mlp_classifier", ["--trainer.max_epochs=5", "--data.init_args.batch_size=16"], (3, 1)),
-    "function": ("exp_fit", ["--trainer.max_epochs=4", "--data.init_args.steps_per_epoch=10"], (2, 4)),
-    "plane": ("xor_mlp", ["--trainer.max_epochs=4"], (2, 3)),
+    "iris": ("iris_mlp_classifier", ["--trainer.max_epochs=5", "--data.init_args.batch_size=16"], (3, 1), None),
+    "function": ("exp_fit", ["--trainer.max_epochs=4", "--data.init_args.steps_per_epoch=10"], (2, 4), None),
+    "plane": ("xor_mlp", ["--trainer.max_epochs=4"], (2, 3), None),
+    # dropout, the one-cycle schedule and augmentation from epoch 1: every random draw must resume
     "fashion": ("fashion_cnn", ["--trainer.max_epochs=3", "--data.init_args.val_size=16", "--data.init_args.download=false",
-                                "--data.init_args.batch_size=16", "--data.init_args.augment_from_epoch=1"], (2, 2)),
+                                "--data.init_args.batch_size=16", "--data.init_args.augment_from_epoch=1"], (2, 2),
+                tiny_fashion),
+    "csv": ("examples/csv_classification", ["--trainer.max_epochs=4", "--data.init_args.batch_size=16"], (2, 3), wine_table),
+    "image_folder": ("examples/image_folder", ["--trainer.max_epochs=3", "--data.init_args.batch_size=16",
+                                               "--data.init_args.augment_from_epoch=1"], (2, 1), image_folder),
 }
 
 
 @pytest.mark.parametrize("family", list(RESUME_CASES))
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, family):
-    from tests.test_fashion_mnist import write_idx
-
-    name, overrides, (epoch, batch) = RESUME_CASES[family]
-    data = [f"--data.init_args.data_dir={write_idx(tmp_path / 'tiny')}"] if family == "fashion" else []
-    args = ["fit", "--config", str(CONFIGS / f"{name}.yaml"), *overrides, *data, "--trainer.check_val_every_n_epoch=1",
+    config, overrides, (epoch, batch), write_data = RESUME_CASES[family]
+    data = write_data(tmp_path) if write_data else []
+    args = ["fit", "--config", str(CONFIGS / f"{config}.yaml"), *overrides, *data, "--trainer.check_val_every_n_epoch=1",
             "--trainer.enable_progress_bar=false"]
+    name = Path(config).name
     kill = json.dumps({"class_path": "tests.helpers.KillAtBatch", "init_args": {"epoch": epoch, "batch": batch}})
     (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
