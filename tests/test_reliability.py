@@ -1,6 +1,7 @@
 """Determinism, non-finite losses, and safe checkpoint loading."""
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules import IrisDataModule
+from datamodules import CSVDataModule, ImageFolderDataModule, IrisDataModule
 from lightning_models.base import NonFiniteLossError
 from lightning_models.checkpoints import load_module
 from lightning_models.cli import newest_last_checkpoint
@@ -189,22 +190,37 @@ def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):
     assert got["test"]["test/loss"] == pytest.approx(expected["test"]["test/loss"], rel=1e-5)
 
 
-def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluation(tmp_path):
-    """Two CPU ranks, mini-batches of 10 of the 60 training rows: each rank takes 30 (3 steps an epoch, not 6),
+# (config, options, data the test writes, datamodule built as the config builds it)
+DDP_CASES = {
+    "iris": ("iris_mlp_classifier", ["--data.init_args.batch_size=10", "--model.init_args.updates_per_step=1"], None,
+             lambda folder: IrisDataModule(val_fraction=0.2, batch_size=10)),
+    "csv": ("examples/csv_classification", ["--data.init_args.batch_size=16"], wine_table,
+            lambda folder: CSVDataModule(str(folder / "wine.csv"), target="class", batch_size=16)),
+    "image_folder": ("examples/image_folder", ["--data.init_args.batch_size=8", "--data.init_args.augment_from_epoch=1"],
+                     image_folder, lambda folder: ImageFolderDataModule(str(folder / "images"), image_size=28, batch_size=8)),
+}
+
+
+@pytest.mark.parametrize("family", list(DDP_CASES))
+def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluation(tmp_path, family):
+    """Two CPU ranks with mini-batches: each rank takes half the training rows (the step count shows it),
     and the test metrics reduced over ranks equal one process's evaluation of the saved best weights."""
-    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",
+    config, options, write_data, datamodule = DDP_CASES[family]
+    data = write_data(tmp_path) if write_data else []
+    done = run_train(["fit", "--config", str(CONFIGS / f"{config}.yaml"), "--trainer.accelerator=cpu",
                       "--trainer.enable_progress_bar=false", "--trainer.strategy=ddp", "--trainer.devices=2",
-                      "--trainer.max_epochs=3", "--data.init_args.batch_size=10", "--model.init_args.updates_per_step=1"],
-                     tmp_path)
+                      "--trainer.max_epochs=3", "--trainer.check_val_every_n_epoch=1", *options, *data], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
-    assert metrics["global_step"] == 3 * 3  # 60 rows / 2 ranks / 10 per batch, 3 epochs
+    reference = datamodule(tmp_path)
+    reference.setup()
+    rows = len(reference.splits["train"][1])
+    assert metrics["global_step"] == 3 * math.ceil(rows // 2 / reference.batch_size)  # one epoch: half the rows a rank
     model = load_module(metrics["checkpoints"]["best"])
-    data = IrisDataModule(val_fraction=0.2)
-    data.setup()
-    inputs, targets = data.splits["test"]
     with torch.no_grad():
-        logits = model(inputs)
+        logits, targets = (torch.cat(parts) for parts in zip(*[(model(inputs), labels)
+                                                               for inputs, labels in reference.test_dataloader()]))
+    assert len(targets) == len(reference.splits["test"][1])
     assert metrics["test"]["test/acc"] == pytest.approx((logits.argmax(1) == targets).float().mean().item(), abs=1e-6)
     assert metrics["test"]["test/loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-5)
 
