@@ -203,7 +203,8 @@ def run_all(experiments: list[Experiment], args: argparse.Namespace, runner=None
         for e, recipe in jobs:
             keys = e.source_keys if recipe == "source" else e.default_keys
             config = e.config(recipe)
-            extra = [f"--data.init_args.data_dir={args.data_dir}"] if e.group == "fashion" else []
+            extra = [f"--data.init_args.data_dir={args.data_dir}",  # quick mode runs on tiny files too
+                     *(["--data.init_args.val_size=64"] if args.quick else [])] if e.group == "fashion" else []
             runs = []
             for seed in seeds[e.name]:
                 progress.update(task, description=f"{e.name} ({recipe}, seed {seed})")

@@ -25,3 +25,35 @@ class KillAtBatch(pl.Callback):
                     return
                 open(self.once, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StallCheckpointWrite(pl.Callback):
+    """From epoch ``epoch`` on, the next checkpoint file written (through fsspec, as Lightning's
+    ``TorchCheckpointIO`` writes) stops after half its bytes: the partial file is flushed to disk, its
+    path written to ``marker``, and the process waits there to be killed. A kill in the middle of a
+    checkpoint write, with no timing involved."""
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        self.epoch, self.marker = epoch, marker
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch != self.epoch:
+            return
+        import time
+
+        from fsspec.implementations.local import LocalFileOpener
+
+        marker = self.marker
+
+        def write(opener: LocalFileOpener, data: bytes) -> int:
+            half = len(data) // 2
+            opener.f.write(data[:half])
+            opener.f.flush()
+            os.fsync(opener.f.fileno())
+            with open(marker + ".partial", "w") as handle:
+                handle.write(f"{opener.temp or opener.path}\n{half}\n")
+            os.replace(marker + ".partial", marker)
+            time.sleep(600)
+            return len(data)
+
+        LocalFileOpener.write = write

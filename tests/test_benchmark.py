@@ -69,3 +69,30 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
     few_low, few_high = bootstrap_interval(few)
     assert few_high - few_low > high - low
     assert bootstrap_interval([1.2] * 5) == (1.2, 1.2)
+
+
+def test_fashion_cases_in_quick_mode_on_tiny_idx_files(tmp_path):
+    """The Fashion-MNIST cases run end to end on files the test writes: the in-fit interleaving does the
+    same work on both sides of the tensor-loop case (equal losses), and the image-folder case writes the
+    training images as PNGs under the class names and reads them back through its cache."""
+    from tests.test_fashion_mnist import write_idx
+
+    data = write_idx(tmp_path / "tiny", train=400, test=64)
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--cases", "fashion,data",
+                           "--data-dir", str(data), "--work-dir", str(tmp_path / "work"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = {record["case"]: record for record in json.loads(out.read_text())["cases"]}
+    assert set(records) == {"fashion_vs_source_loop", "fashion_vs_tensor_loop", "image_folder_vs_fashion"}
+    for case in ("fashion_vs_source_loop", "fashion_vs_tensor_loop"):
+        record = records[case]
+        assert record["chunks"] == 2 == len(record["template_times"]) == len(record["plain_times"])  # 3, less the warm-up
+        assert record["ratios"] == pytest.approx([t / p for t, p in zip(record["template_times"], record["plain_times"])])
+    tensor = records["fashion_vs_tensor_loop"]  # same weights, batches, dropout masks and updates on both sides
+    assert tensor["template_loss"] == pytest.approx(tensor["plain_loss"], rel=1e-6)
+    folder = tmp_path / "work" / "fashion-train-400"
+    pngs = sorted(folder.glob("*/*.png"))
+    assert len(pngs) == 400 and len({path.parent.name for path in pngs}) == 10
+    assert (folder / ".template-cache").is_dir()
+    assert set(records["image_folder_vs_fashion"]["ratio_by_side"]) == {"image_folder"}

@@ -148,26 +148,42 @@ def test_ckpt_path_last_without_a_run_starts_from_scratch(tmp_path):
     assert newest_last_checkpoint("exp", tmp_path) == (str(tmp_path / "exp" / "version_2" / "checkpoints" / "last.ckpt"), 2)
 
 
-SAVER = """
-import sys, torch
-from pytorch_lightning.plugins.io import TorchCheckpointIO
-io = TorchCheckpointIO()
-for step in range(1000):
-    io.save_checkpoint({"step": step, "weights": torch.full((4_000_000,), float(step))}, sys.argv[1])
-    print(step, flush=True)
-"""
-
-
-def test_kill_while_saving_never_leaves_a_garbage_checkpoint(tmp_path):
-    # The Trainer saves through TorchCheckpointIO, which writes a temporary file and renames it.
-    path = tmp_path / "last.ckpt"
-    process = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "0"
-    time.sleep(0.05)  # very likely in the middle of writing step 1 or later (16 MB each)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    checkpoint = torch.load(path, weights_only=True)
-    assert torch.all(checkpoint["weights"] == checkpoint["step"])
+def test_kill_in_the_middle_of_a_checkpoint_write_leaves_the_last_good_one(tmp_path):
+    """A real run stalls halfway through writing a checkpoint (``StallCheckpointWrite``), signals it by a
+    marker file and is SIGKILLed there: the half-written bytes are in a temporary file, every ``.ckpt``
+    in the run folder still loads, ``last.ckpt`` is the previous epoch's, and the run resumes from it to
+    the metrics of an uninterrupted run."""
+    marker = tmp_path / "stalled"
+    (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir(), (tmp_path / "tmp").mkdir()
+    args = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.max_epochs=4",
+            "--data.init_args.batch_size=16", "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
+    stall = json.dumps({"class_path": "tests.helpers.StallCheckpointWrite", "init_args": {"epoch": 2, "marker": str(marker)}})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path / "tmp")}
+    killed = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"--trainer.callbacks+={stall}"],
+                              cwd=tmp_path / "killed", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    whole = run_train(args, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    for _ in range(3000):  # wait for the marker (or the run's end, which would be a failure)
+        if marker.exists() or killed.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert marker.exists(), killed.communicate()[1][-2000:]
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    partial, half = marker.read_text().split()
+    assert Path(partial).parent == tmp_path / "tmp" and Path(partial).stat().st_size == int(half) > 0  # killed mid-write
+    with pytest.raises(RuntimeError):
+        torch.load(partial, weights_only=True)  # the half file is garbage, and is not where a checkpoint is looked for
+    run_dir = tmp_path / "killed" / "lightning_logs" / "iris_mlp_classifier" / "version_0"
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        torch.load(path, weights_only=True)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    resumed = run_train([*args, "--ckpt_path", "last"], tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected = json.loads(next((tmp_path / "whole").glob("lightning_logs/*/version_0/metrics.json")).read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("train", "val", "test", "global_step", "epochs"):
+        assert got[key] == expected[key], key
 
 
 def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from scripts.reproduce import EXPERIMENTS, readme_check
 from tests.conftest import ROOT
@@ -166,3 +168,23 @@ def test_readme_images_exist():
     assert not missing, f"README shows missing images: {missing} (python scripts/pictures.py)"
     for image in images:
         assert (ROOT / image).read_bytes().startswith(b"\x89PNG")
+
+
+def test_quick_reproduce_runs_the_fashion_rows_on_tiny_idx_files(tmp_path):
+    from tests.test_fashion_mnist import write_idx
+
+    data = write_idx(tmp_path / "tiny", train=300, test=64)
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--only", "fashion",
+                           "--accelerator", "cpu", "--data-dir", str(data), "--out", "reports"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((tmp_path / "reports" / "RESULTS.json").read_text())["experiments"]
+    assert [row["name"] for row in rows] == [e.name for e in EXPERIMENTS if e.group == "fashion"]
+    for row in rows:
+        for recipe in ("default", "source"):
+            result = row[recipe]
+            metrics = json.loads((Path(result["run_dir"]) / "metrics.json").read_text())
+            for key, mean in result["values"].items():  # the row's numbers are its run's (one seed in quick mode)
+                assert mean == pytest.approx(metrics[key.split("/")[0]][key]), (row["name"], recipe, key)
+            batch = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())["data"]["init_args"]["batch_size"]
+            assert metrics["global_step"] == 2 * min(5, math.ceil((300 - 64) / batch))  # quick: 2 epochs, <= 5 batches

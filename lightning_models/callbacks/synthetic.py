@@ -68,14 +68,18 @@ class DecisionSurfacePanel(PredictionPanel):
         super().__init__(**kwargs)
         self.extent, self.resolution = extent, resolution
 
+    @staticmethod
+    def probability(module: pl.LightningModule, datamodule: pl.LightningDataModule, points: torch.Tensor) -> torch.Tensor:
+        """P(class 1) at plane points (N, 2): softmax of the scores, or the scores of a ``mse_onehot`` model."""
+        with torch.no_grad():
+            scores = module(datamodule.standardize_inputs(datamodule.to_features(points)).to(module.device)).float().cpu()
+        return torch.softmax(scores, dim=1)[:, 1] if module.hparams.get("loss") != "mse_onehot" else scores[:, 1]
+
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         datamodule = trainer.datamodule
         axis = torch.linspace(-self.extent, self.extent, self.resolution)
         grid_x, grid_y = torch.meshgrid(axis, axis, indexing="xy")
-        grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
-        with torch.no_grad():
-            scores = module(datamodule.standardize_inputs(datamodule.to_features(grid)).to(module.device)).float().cpu()
-        probability = torch.softmax(scores, dim=1)[:, 1] if module.hparams.get("loss") != "mse_onehot" else scores[:, 1]
+        probability = self.probability(module, datamodule, torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1))
         points, labels = datamodule.plane_points("test" if trainer.state.stage == "test" else "val")
         figure = Figure(figsize=(5.5, 4.5))
         axes = figure.subplots()
