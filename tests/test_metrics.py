@@ -1,0 +1,71 @@
+"""Metrics recomputed independently: regression metrics from the saved predictions (scikit-learn), and
+the max-abs-error's reduction over two real processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from sklearn.metrics import mean_squared_error, r2_score
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lightning_models.regression import MaxAbsoluteError
+from tests.conftest import CONFIGS, run_train
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def test_regression_metrics_equal_scikit_learn_on_the_predictions(tmp_path):
+    """Iris petal-width regression: the test metrics in metrics.json and in TensorBoard equal MSE, RMSE, R2
+    and the largest absolute error recomputed with scikit-learn/numpy from the best checkpoint's predictions."""
+    config = str(CONFIGS / "iris_linear_regression.yaml")
+    done = run_train(["fit", "--config", config, "--trainer.max_epochs=30", *QUIET], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "lightning_logs" / "iris_linear_regression" / "version_0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    predicted = run_train(["predict", "--config", config, "--ckpt_path", metrics["checkpoints"]["best"], *QUIET], tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    table = list(csv.DictReader((run / "predictions-test.csv").open()))
+    observed = np.array([float(row["target_0"]) for row in table])
+    guessed = np.array([float(row["predicted_0"]) for row in table])
+    expected = {"test/mse": mean_squared_error(observed, guessed), "test/rmse": mean_squared_error(observed, guessed) ** 0.5,
+                "test/r2": r2_score(observed, guessed), "test/max_abs_error": np.abs(observed - guessed).max()}
+    assert len(table) == 75 and expected["test/r2"] > 0.8  # a fitted model, not a constant
+    scalars = {}
+    for path in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        scalars.update({tag: accumulator.Scalars(tag)[-1].value for tag in accumulator.Tags()["scalars"] if tag in expected})
+    for key, value in expected.items():  # the CSV holds 6 significant digits
+        assert metrics["test"][key] == pytest.approx(value, rel=2e-4, abs=1e-6), key
+        assert scalars[key] == pytest.approx(value, rel=2e-4, abs=1e-6), key
+
+
+def max_abs_error_on_rank(rank: int, world_size: int, port: int, results: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        metric = MaxAbsoluteError()
+        errors = [torch.tensor([0.5, -0.25, 0.1]), torch.tensor([0.2, -1.5, 0.3])][rank]  # the largest on rank 1
+        for half in errors.split(2):
+            metric.update(half, torch.zeros_like(half))
+        value = metric.compute()
+        torch.save({"local": errors.abs().max(), "reduced": value}, f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_max_abs_error_is_reduced_to_the_largest_over_ranks(tmp_path):
+    from tests.test_tensorboard_server import free_port
+
+    results = str(tmp_path / "rank")
+    mp.start_processes(max_abs_error_on_rank, args=(2, free_port(), results), nprocs=2, start_method="spawn")
+    got = [torch.load(f"{results}.{rank}", weights_only=True) for rank in range(2)]
+    assert [float(g["local"]) for g in got] == [0.5, 1.5]  # the ranks saw different shards
+    assert [float(g["reduced"]) for g in got] == [1.5, 1.5]  # both report the maximum over all rows
