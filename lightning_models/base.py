@@ -10,7 +10,7 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from lightning_models.checks import ConfigError, check_positive, cpu_has_native_bf16
 
@@ -92,6 +92,9 @@ class TaskModule(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # The loss as a batch-size-weighted mean. A NaN loss stays NaN (the default strategy drops it with a
+        # warning; "disable" would also drop the weights: torchmetrics 1.9 then averages batches unweighted).
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(3))
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
@@ -118,10 +121,19 @@ class TaskModule(pl.LightningModule):
                 scheduler.step()
         self.check_finite(loss, batch_idx)
         self.log_stage("train", loss, predictions, targets)
-        if last:  # global_step (already advanced by this step's optimizer.step()) counts Lightning steps
-            self.log("train/updates", float(self.global_step * (last + 1)), on_step=False, on_epoch=True,
-                     reduce_fx="max", batch_size=1)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        last = self.hparams.updates_per_step - 1
+        if last:  # global_step counts Lightning steps
+            self.log("train/updates", float(self.global_step * (last + 1)), sync_dist=True)
+        self.log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
 
     def plain_updates_allowed(self) -> bool:
         """Backward may bypass Lightning: one process, no casting or loss scaling by a precision plugin."""
@@ -158,13 +170,20 @@ class TaskModule(pl.LightningModule):
         return {"loss": loss, "predictions": predictions.detach(), "targets": targets}
 
     def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        """Accumulate a batch into the stage's torchmetrics; ``log_epoch`` logs them once an epoch (logging
+        metric objects every step costs Lightning several milliseconds a step on CPU)."""
+        getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
+        getattr(self, f"{stage}_loss").update(loss.detach(), len(targets))
+
+    def log_epoch(self, stage: str) -> None:
+        """Log the stage's epoch loss and metrics, computed over all ranks by torchmetrics, and reset them."""
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        metrics.update(predictions.detach(), targets)
-        batch_size = len(targets)
-        # sync_dist: under DDP the epoch loss is averaged over ranks (once per epoch, not per step).
-        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
-                 sync_dist=True)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        loss: MeanMetric = getattr(self, f"{stage}_loss")
+        if loss.update_count:  # sync_dist: the values are the same on every rank already; says so to Lightning
+            self.log(f"{stage}/loss", loss.compute(), prog_bar=True, sync_dist=True)
+            self.log_dict(metrics.compute(), sync_dist=True)
+        loss.reset()
+        metrics.reset()
 
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         # On an accelerator the check is a host sync: do it every 50 steps there, every step on CPU.

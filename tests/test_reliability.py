@@ -172,7 +172,7 @@ def test_kill_in_the_middle_of_a_checkpoint_write_leaves_the_last_good_one(tmp_p
     killed.wait()
     partial, half = marker.read_text().split()
     assert Path(partial).parent == tmp_path / "tmp" and Path(partial).stat().st_size == int(half) > 0  # killed mid-write
-    with pytest.raises(RuntimeError):
+    with pytest.raises((RuntimeError, OSError)):  # torch's zip reader refuses a cut-off file either way
         torch.load(partial, weights_only=True)  # the half file is garbage, and is not where a checkpoint is looked for
     run_dir = tmp_path / "killed" / "lightning_logs" / "iris_mlp_classifier" / "version_0"
     for path in (run_dir / "checkpoints").glob("*.ckpt"):

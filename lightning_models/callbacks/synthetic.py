@@ -171,7 +171,13 @@ class LossCurvePanel(pl.Callback):
     def __init__(self) -> None:
         self.history: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.record(trainer)  # the epoch before's losses: the module logs them after the callbacks' epoch-end hooks
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.record(trainer)
+
+    def record(self, trainer: pl.Trainer) -> None:
         for key, values in self.history.items():
             if key in trainer.callback_metrics and (not values or values[-1][0] != trainer.global_step):
                 values.append((trainer.global_step, float(trainer.callback_metrics[key])))
