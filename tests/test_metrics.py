@@ -69,3 +69,25 @@ def test_max_abs_error_is_reduced_to_the_largest_over_ranks(tmp_path):
     got = [torch.load(f"{results}.{rank}", weights_only=True) for rank in range(2)]
     assert [float(g["local"]) for g in got] == [0.5, 1.5]  # the ranks saw different shards
     assert [float(g["reduced"]) for g in got] == [1.5, 1.5]  # both report the maximum over all rows
+
+
+def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_model(tmp_path):
+    """The third task kind: test/recon_mse and test/loss in metrics.json equal the mean squared
+    reconstruction error computed with numpy from the reloaded best checkpoint on the test rows."""
+    from lightning_models.checkpoints import load_module
+    from lightning_models.cli import instantiate
+
+    config = CONFIGS / "iris_autoencoder.yaml"
+    done = run_train(["fit", "--config", str(config), "--trainer.max_epochs=10", *QUIET], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
+    model = load_module(metrics["checkpoints"]["best"])
+    _, data, _ = instantiate(config, "--trainer.logger=false")  # the datamodule as the run built it
+    data.setup()
+    with torch.no_grad():
+        parts = [(model(inputs).numpy(), targets.numpy()) for inputs, targets in data.test_dataloader()]
+    reconstructed, measured = (np.concatenate(side) for side in zip(*parts))
+    assert measured.shape == (75, 4)  # the raw measurements of the 75 test rows
+    expected = float(((reconstructed - measured) ** 2).mean())
+    assert metrics["test"]["test/recon_mse"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["test"]["test/loss"] == pytest.approx(expected, rel=1e-5)
