@@ -312,8 +312,9 @@ class TemplateCLI(LightningCLI):
         if trainer.is_global_zero:
             log_dir.mkdir(parents=True, exist_ok=True)
             (log_dir / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
-            final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("val", "test")
-                     for k, v in results.get(stage, {}).items()}
+            # Test first, metrics before the loss: TensorBoard's HParams table shows the first five as columns.
+            final = {f"{stage}/{k.split('/', 1)[-1]}": v for stage in ("test", "val")
+                     for k, v in sorted(results.get(stage, {}).items(), key=lambda item: item[0].endswith("/loss"))}
             final_metrics = {f"final_{k}": v for k, v in final.items()}
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):  # the HParams tab pairs them with the hyperparameters
