@@ -9,9 +9,10 @@
 Cases:
   iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates in chunks of 1 000
                            (configs/source/iris_mlp_classifier.yaml) vs. the plain loop.
-  fashion_vs_source_loop   the source recipe (FashionCNN, Adam 1e-3, batch 64), 10 chunks of 100 steps: the
-                           template's tensor path vs. text 004's loop (torchvision dataset, ToTensor, DataLoader).
-  fashion_vs_tensor_loop   the same chunks vs. a plain loop fed the same batches from the same tensors.
+  fashion_vs_source_loop   the source recipe (FashionCNN, Adam 1e-3, batch 64), one fit of 30 chunks of 30 steps
+                           with the plain loop's chunks run between them (Interleaved): the template's tensor
+                           path vs. text 004's loop (torchvision dataset, ToTensor, DataLoader).
+  fashion_vs_tensor_loop   the same vs. a plain loop fed the same batches from the same tensors.
   fashion_precision        the default config's step (batch 128): fp32 / bf16-mixed x channels-last off / on.
   time_to_accuracy         the default Fashion-MNIST config until val/acc first reaches 93% (not in the
                            default set: a full training run).
@@ -19,8 +20,9 @@ Cases:
                            training images written as PNGs (once, to a temporary folder) vs. by
                            FashionMNISTDataModule; also the folder's set-up time (not in the default set).
   fashion_gpu              on a GPU only: epoch time and samples/s of the template's GPU-resident path.
-The sides run interleaved in short chunks, the order rotating each round; a ratio is the median of
-the per-round ratios with a 95% bootstrap interval, and a target counts as met when the interval's
+The sides run interleaved in short chunks (fresh fits with the order rotating each round, or one fit
+timed in chunks for the two Fashion loop cases); a ratio is the median of the per-chunk ratios with a
+95% bootstrap interval, and a target counts as met when the interval's
 upper end is under it. Each case starts its sides from the same weights; the final losses show the
 same work was done.
 """
