@@ -92,9 +92,10 @@ class TaskModule(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # The loss as a batch-size-weighted mean. A NaN loss stays NaN (the default strategy drops it with a
-        # warning; "disable" would also drop the weights: torchmetrics 1.9 then averages batches unweighted).
-        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy=float("nan")) for _ in range(3))
+        # The loss as a batch-size-weighted mean: each batch's loss enters once per row (log_stage), since
+        # "disable" (no NaN check, which would sync the host every step on a GPU; a NaN stays NaN) makes
+        # torchmetrics 1.9 ignore MeanMetric's weights.
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
@@ -173,7 +174,7 @@ class TaskModule(pl.LightningModule):
         """Accumulate a batch into the stage's torchmetrics; ``log_epoch`` logs them once an epoch (logging
         metric objects every step costs Lightning several milliseconds a step on CPU)."""
         getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
-        getattr(self, f"{stage}_loss").update(loss.detach(), len(targets))
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(len(targets)))
 
     def log_epoch(self, stage: str) -> None:
         """Log the stage's epoch loss and metrics, computed over all ranks by torchmetrics, and reset them."""
