@@ -91,3 +91,36 @@ def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_mode
     expected = float(((reconstructed - measured) ** 2).mean())
     assert metrics["test"]["test/recon_mse"] == pytest.approx(expected, rel=1e-5)
     assert metrics["test"]["test/loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(tmp_path, monkeypatch):
+    """The modules queue each batch and feed the torchmetrics every ``METRIC_BATCHES`` batches and at the
+    epoch's end. With lr 0 (the weights never change) and batches of 2, an epoch's 30 training batches and
+    8 validation batches span more than one queue when ``METRIC_BATCHES`` is 8: train/val loss, accuracy
+    and macro F1 must equal scikit-learn's on the whole split, every row counted once."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from torch.nn import functional as F
+
+    from lightning_models.base import TaskModule
+    from lightning_models.cli import instantiate
+
+    monkeypatch.chdir(tmp_path)  # the run folder
+    overrides = ["--trainer.max_epochs=1", "--trainer.logger=false",
+                 "--model.init_args.updates_per_step=1", "--model.init_args.optimizer.init_args.lr=0",
+                 "--data.init_args.batch_size=2", "--trainer.check_val_every_n_epoch=1",
+                 "--trainer.num_sanity_val_steps=0", "--last_checkpoint=false", *QUIET]
+    model, datamodule, trainer = instantiate(CONFIGS / "iris_logistic_regression.yaml", *overrides)
+    model.METRIC_BATCHES = 8
+    trainer.fit(model, datamodule=datamodule)
+    assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30  # 3 full queues and 6 left over
+    for stage, batches in (("train", datamodule.train_dataloader()), ("val", datamodule.val_dataloader())):
+        inputs, targets = (torch.cat(parts) for parts in zip(*batches))
+        with torch.no_grad():
+            logits = model.net(inputs)
+        predicted = logits.argmax(1).numpy()
+        expected = {f"{stage}/loss": F.cross_entropy(logits, targets).item(),
+                    f"{stage}/acc": accuracy_score(targets.numpy(), predicted),
+                    f"{stage}/f1": f1_score(targets.numpy(), predicted, average="macro")}
+        assert 0.2 < expected[f"{stage}/acc"] < 1.0  # not a degenerate split: a lost batch would show
+        for key, value in expected.items():
+            assert float(trainer.callback_metrics[key]) == pytest.approx(value, rel=1e-5), key
