@@ -101,8 +101,8 @@ def test_readable_hparams_name_classes_and_changed_arguments_only():
     shown = readable_hparams(model)
     assert shown == {
         "num_features": 784, "num_outputs": 10, "net": "FashionCNN", "net.dropout": 0.3, "optimizer": "AdamW",
-        "optimizer.lr": 0.004, "optimizer.weight_decay": 0.0005, "scheduler": "OneCycleLR", "scheduler.max_lr": 0.004,
-        "label_smoothing": 0.1,
+        "optimizer.lr": 0.004, "optimizer.weight_decay": 0.0005, "optimizer.fused": True, "scheduler": "OneCycleLR",
+        "scheduler.max_lr": 0.004, "label_smoothing": 0.1,
     }  # FashionCNN's channels_last=True is its default; AdamW's betas, eps... too; loss cross_entropy
     assert readable_key("model.init_args.optimizer.init_args.lr") == "optimizer.lr"
     assert readable_key("data.init_args.batch_size") == "data.batch_size"
