@@ -60,6 +60,10 @@ class TaskModule(pl.LightningModule):
     """
 
     monitor: str = "val/loss"
+    # The metrics take the queued batches every METRIC_BATCHES batches, sooner when the queued predictions
+    # reach METRIC_ELEMENTS numbers (large outputs, e.g. image reconstructions: the queue's memory stays small).
+    METRIC_BATCHES = 32
+    METRIC_ELEMENTS = 2**22
 
     def __init__(
         self,
@@ -173,14 +177,13 @@ class TaskModule(pl.LightningModule):
 
     def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
         """Queue a batch for the stage's torchmetrics, which take the queue every ``METRIC_BATCHES`` batches
-        and at the epoch's end; ``log_epoch`` logs them once an epoch. (Per batch, logging the metric objects
-        cost Lightning 3-5 ms a step on CPU, updating them about 1 ms: docs/benchmarks.md.)"""
+        (or ``METRIC_ELEMENTS`` predicted numbers) and at the epoch's end; ``log_epoch`` logs them once an
+        epoch. (Per batch, logging the metric objects cost Lightning 3-5 ms a step on CPU, updating them
+        about 1 ms: docs/benchmarks.md.)"""
         pending = self.pending[stage]
         pending.append((loss.detach(), predictions.detach(), targets))
-        if len(pending) >= self.METRIC_BATCHES:
+        if len(pending) >= self.METRIC_BATCHES or len(pending) * predictions.numel() >= self.METRIC_ELEMENTS:
             self.update_metrics(stage)
-
-    METRIC_BATCHES = 32  # batches per torchmetrics update: bounds the queue's memory (predictions of 32 batches)
 
     def update_metrics(self, stage: str) -> None:
         """Feed the queued batches to the stage's metrics in one update (the same sums as one per batch)."""

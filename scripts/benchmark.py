@@ -234,7 +234,7 @@ def tensor_loop(model: pl.LightningModule, datamodule: pl.LightningDataModule, l
 
 
 # 180 chunks of 5 steps (a quarter of a second each) pair the two sides within the same fraction of a second:
-# same-batch case, 900 steps, 95% interval of the median 0.026 wide vs. 0.13 with 30 chunks of 30 steps.
+# same-batch case, 900 steps, 95% interval of the median 0.02-0.05 wide vs. 0.13 with 30 chunks of 30 steps.
 LOOP_CHUNKS = (5, 180)
 
 

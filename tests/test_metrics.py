@@ -93,11 +93,14 @@ def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_mode
     assert metrics["test"]["test/loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(tmp_path, monkeypatch):
-    """The modules queue each batch and feed the torchmetrics every ``METRIC_BATCHES`` batches and at the
-    epoch's end. With lr 0 (the weights never change) and batches of 2, an epoch's 30 training batches and
-    8 validation batches span more than one queue when ``METRIC_BATCHES`` is 8: train/val loss, accuracy
-    and macro F1 must equal scikit-learn's on the whole split, every row counted once."""
+@pytest.mark.parametrize(("batches", "elements", "longest"), [(8, 2**22, 8), (1000, 18, 3)])
+def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(tmp_path, monkeypatch, batches,
+                                                                               elements, longest):
+    """The modules queue each batch and feed the torchmetrics every ``METRIC_BATCHES`` batches, or when the
+    queued predictions reach ``METRIC_ELEMENTS`` numbers, and at the epoch's end. With lr 0 (the weights
+    never change) and batches of 2 (6 predicted numbers: 3 classes), an epoch's 30 training batches and 8
+    validation batches span several queues of at most 8 batches, or of 3 (18 numbers): train/val loss,
+    accuracy and macro F1 must equal scikit-learn's on the whole split, every row counted once."""
     from sklearn.metrics import accuracy_score, f1_score
     from torch.nn import functional as F
 
@@ -110,9 +113,16 @@ def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(
                  "--data.init_args.batch_size=2", "--trainer.check_val_every_n_epoch=1",
                  "--trainer.num_sanity_val_steps=0", "--last_checkpoint=false", *QUIET]
     model, datamodule, trainer = instantiate(CONFIGS / "iris_logistic_regression.yaml", *overrides)
-    model.METRIC_BATCHES = 8
+    model.METRIC_BATCHES, model.METRIC_ELEMENTS = batches, elements
+    queued, update = [], model.update_metrics
+
+    def recording_update(stage: str) -> None:
+        queued.append(len(model.pending[stage]))
+        update(stage)
+    model.update_metrics = recording_update
     trainer.fit(model, datamodule=datamodule)
-    assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30  # 3 full queues and 6 left over
+    assert max(queued) == longest
+    assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30  # 6 left over from queues of 8
     for stage, batches in (("train", datamodule.train_dataloader()), ("val", datamodule.val_dataloader())):
         inputs, targets = (torch.cat(parts) for parts in zip(*batches))
         with torch.no_grad():
