@@ -122,7 +122,8 @@ def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(
     model.update_metrics = recording_update
     trainer.fit(model, datamodule=datamodule)
     assert max(queued) == longest
-    assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30  # 6 left over by queues of 8; the 8 val batches: 2 by queues of 3
+    # 30 train batches: 6 left over by queues of 8; the 8 val batches: 2 left over by queues of 3
+    assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30
     for stage, loader in (("train", datamodule.train_dataloader()), ("val", datamodule.val_dataloader())):
         inputs, targets = (torch.cat(parts) for parts in zip(*loader))
         with torch.no_grad():
