@@ -12,7 +12,8 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from lightning_models.checks import ConfigError, check_positive, cpu_has_native_bf16
+from lightning_models.checks import ConfigError, check_positive
+from lightning_models.machine import cpu_has_native_bf16
 
 NetFactory = Callable[[int, int], nn.Module]  # net(num_features, num_outputs), e.g. lightning_models.nets.MLP
 
@@ -46,24 +47,18 @@ class TaskModule(pl.LightningModule):
             ``total_steps`` (when the config leaves it out) from ``configure_optimizers``: the number of
             optimizer updates the trainer will run.
         updates_per_step: optimizer updates per Lightning training step on the same batch. For tiny
-            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the update
-            itself; ``updates_per_step=100`` runs 100 updates per step. ``global_step`` and
-            ``max_steps`` count Lightning steps (one per batch); the update count is logged as
-            ``train/updates``. Train metrics come from the last update of each step. On one device in
-            32-bit precision, all but the last update of a step are plain ``loss.backward();
-            optimizer.step()``, so the per-update hooks (``on_before_backward``, ``on_after_backward``,
-            ``on_before_optimizer_step``, a ``backward`` override) run once per step, for its last
-            update. Under DDP or bf16 the backward of every update goes through Lightning (gradient
-            sync, casts); float16 loss scaling needs every step through Lightning and is refused.
+            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the update itself;
+            ``updates_per_step=100`` runs 100 updates per step (``optimizer_step``). ``global_step`` and
+            ``max_steps`` count Lightning steps; the update count is logged as ``train/updates``; train metrics
+            come from the last update of each step. Without gradient clipping, on one device in 32-bit
+            precision, all but the last update are plain ``loss.backward(); optimizer.step()``; otherwise every
+            update goes through Lightning (clipping, gradient sync, casts, loss scaling).
+            ``accumulate_grad_batches`` needs ``updates_per_step=1``.
 
-    Optimization is manual (``automatic_optimization = False``) so that one loop serves both cases.
+    Optimization is Lightning's automatic one, so every Trainer flag applies.
     """
 
     monitor: str = "val/loss"
-    # The metrics take the queued batches every METRIC_BATCHES batches, sooner when the queued predictions
-    # reach METRIC_ELEMENTS numbers (large outputs, e.g. image reconstructions: the queue's memory stays small).
-    METRIC_BATCHES = 32
-    METRIC_ELEMENTS = 2**22
 
     def __init__(
         self,
@@ -86,7 +81,7 @@ class TaskModule(pl.LightningModule):
             raise ConfigError(f"optimizer: {error}") from None
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.resumed_rng_states: dict[str, Any] | None = None
-        self.automatic_optimization = False
+        self.last_update = True  # optimizer_step marks the update whose metrics are logged
         # Called here, it also records the arguments of the subclass whose __init__ called us. The loggers
         # get them from the CLI under readable names (cli.readable_hparams), not Lightning's raw record.
         self.save_hyperparameters(logger=False)
@@ -96,38 +91,41 @@ class TaskModule(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # The loss as a batch-size-weighted mean: each batch's loss enters once per row (update_metrics), since
+        # The loss as a batch-size-weighted mean: each batch's loss enters once per row (log_stage), since
         # "disable" (no NaN check, which would sync the host every step on a GPU; a NaN stays NaN) makes
         # torchmetrics 1.9 ignore MeanMetric's weights.
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        self.pending: dict[str, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
         raise NotImplementedError
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        optimizer = self.optimizers()
-        scheduler = self.lr_schedulers()
-        last = self.hparams.updates_per_step - 1
-        plain = last > 0 and self.plain_updates_allowed()
-        for update in range(last + 1):
-            loss, predictions, targets = self.model_step(batch)
-            optimizer.zero_grad(set_to_none=True)
-            if update == last:  # through Lightning: its hooks, and global_step counts this step
-                self.manual_backward(loss)
-                optimizer.step()
-            else:  # the torch optimizer itself; Lightning's backward only where it is needed (DDP sync, casts)
-                if plain:
-                    loss.backward()
-                else:
-                    self.manual_backward(loss)
-                optimizer.optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+        loss, predictions, targets = self.model_step(batch)
         self.check_finite(loss, batch_idx)
-        self.log_stage("train", loss, predictions, targets)
+        if self.last_update:
+            self.log_stage("train", loss, predictions, targets)
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.batch = batch  # for the plain updates of optimizer_step
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """``updates_per_step`` updates on the step's batch; the last (or every one, where Lightning must see it)
+        through Lightning's closure, which runs ``training_step``, backward and gradient clipping."""
+        extra = self.hparams.updates_per_step - 1
+        plain = extra > 0 and self.plain_updates_allowed()
+        scheduler = self.lr_schedulers() if extra else None
+        for update in range(extra + 1):
+            self.last_update = update == extra
+            if plain and not self.last_update:
+                optimizer.zero_grad(set_to_none=True)
+                self.model_step(self.batch)[0].backward()
+                optimizer.optimizer.step()
+            else:
+                optimizer.step(closure=optimizer_closure)
+            if scheduler is not None and not self.last_update:  # Lightning steps it after the last update
+                scheduler.step()
 
     def on_train_epoch_end(self) -> None:
         last = self.hparams.updates_per_step - 1
@@ -142,16 +140,14 @@ class TaskModule(pl.LightningModule):
         self.log_epoch("test")
 
     def plain_updates_allowed(self) -> bool:
-        """Backward may bypass Lightning: one process, no casting or loss scaling by a precision plugin."""
-        return self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
+        """Backward may bypass Lightning: one process, no clipping, casting or loss scaling by Lightning."""
+        return (self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
+                and not self.trainer.gradient_clip_val)
 
     def on_fit_start(self) -> None:
-        if self.hparams.updates_per_step > 1 and self.trainer.precision in ("16-mixed", "16"):
-            raise ConfigError(f"updates_per_step={self.hparams.updates_per_step} steps the torch optimizer directly, "
-                              "which float16 loss scaling does not allow; use 32-true or bf16-mixed precision.")
         if self.trainer.precision.startswith("bf16") and self.device.type == "cpu" and not cpu_has_native_bf16():
             rank_zero_warn(f"precision={self.trainer.precision} on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated "
-                           "there and training runs several times slower (measured 6x on an AVX2 CPU); 32-true is "
+                           "there and training runs several times slower (docs/speed.md); 32-true is "
                            "faster on this CPU.", category=UserWarning)
         states, self.resumed_rng_states = self.resumed_rng_states, None
         if states:  # a resumed run: the global RNG (dropout...) continues where the checkpoint left it
@@ -176,29 +172,14 @@ class TaskModule(pl.LightningModule):
         return {"loss": loss, "predictions": predictions.detach(), "targets": targets}
 
     def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
-        """Queue a batch for the stage's torchmetrics, which take the queue every ``METRIC_BATCHES`` batches
-        (or ``METRIC_ELEMENTS`` predicted numbers) and at the epoch's end; ``log_epoch`` logs them once an
-        epoch. (Per batch, logging the metric objects cost Lightning 3-5 ms a step on CPU, updating them
-        about 1 ms: docs/benchmarks.md.)"""
-        pending = self.pending[stage]
-        pending.append((loss.detach(), predictions.detach(), targets))
-        if len(pending) >= self.METRIC_BATCHES or len(pending) * predictions.numel() >= self.METRIC_ELEMENTS:
-            self.update_metrics(stage)
-
-    def update_metrics(self, stage: str) -> None:
-        """Feed the queued batches to the stage's metrics in one update (the same sums as one per batch)."""
-        pending = self.pending[stage]
-        if not pending:
-            return
-        losses, predictions, targets = zip(*pending)
-        pending.clear()
-        getattr(self, f"{stage}_metrics").update(torch.cat(predictions), torch.cat(targets))
-        # The loss as a batch-size-weighted mean: each batch's loss once per row.
-        getattr(self, f"{stage}_loss").update(torch.cat([loss.expand(len(t)) for loss, t in zip(losses, targets)]))
+        """Update the stage's torchmetrics with a batch; ``log_epoch`` logs them once an epoch (logging metric
+        objects every step costs Lightning more than the update itself: docs/speed.md)."""
+        getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
+        # The loss as a batch-size-weighted mean: the batch's loss once per row.
+        getattr(self, f"{stage}_loss").update(loss.detach().expand(len(targets)))
 
     def log_epoch(self, stage: str) -> None:
         """Log the stage's epoch loss and metrics, computed over all ranks by torchmetrics, and reset them."""
-        self.update_metrics(stage)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         loss: MeanMetric = getattr(self, f"{stage}_loss")
         if loss.update_count:  # sync_dist: the values are the same on every rank already; says so to Lightning
@@ -242,6 +223,6 @@ class TaskModule(pl.LightningModule):
             scheduler = self.make_scheduler(optimizer, total_steps=total_updates)
         else:
             scheduler = self.make_scheduler(optimizer)
-        # Stepped by hand in training_step (manual optimization); "step" tells LearningRateMonitor.
+        # "step": Lightning steps it after every optimizer step (optimizer_step steps it for the extra updates).
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

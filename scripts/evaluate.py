@@ -18,20 +18,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import yaml
 
+from lightning_models import build
 from lightning_models.callbacks.predictions import header, rows, scores
 from lightning_models.checkpoints import load_module
-
-
-def build_datamodule(config_path: Path, overrides: list[str]) -> pl.LightningDataModule:
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(pl.LightningDataModule, "data")
-    data = yaml.safe_load(config_path.read_text())["data"]
-    config = parser.parse_args(["--data", json.dumps(data), *overrides])
-    return parser.instantiate_classes(config).data
 
 
 def main() -> None:
@@ -50,7 +40,7 @@ def main() -> None:
         parser.exit(2, f"error: {checkpoint}: not a checkpoint this template can load ({str(error).splitlines()[0]})\n")
     if not config.is_file():
         parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
-    datamodule = build_datamodule(config, overrides)
+    datamodule = build(config, *overrides, stage="predict").datamodule  # the config's data, as train.py builds it
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False)
     metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     outputs = trainer.predict(module, dataloaders=datamodule.test_dataloader())

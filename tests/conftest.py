@@ -25,9 +25,10 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
 
 def build_from_config(config: str | Path, *overrides: str):
     """Model, datamodule and trainer exactly as ``scripts/train.py`` builds them, without running."""
-    from lightning_models.cli import instantiate
+    from lightning_models import build
 
-    return instantiate(config, *overrides)
+    parts = build(config, *overrides)
+    return parts.model, parts.datamodule, parts.trainer
 
 
 @pytest.fixture

@@ -14,24 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from sklearn.metrics import f1_score
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datamodules import IrisDataModule
 from lightning_models import ClassificationModule
 from lightning_models.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, run_train
+from tests.helpers import event_tags
 
 QUICK = ["--trainer.max_epochs=4", "--trainer.check_val_every_n_epoch=2", "--trainer.enable_progress_bar=false"]
-
-
-def event_tags(run_dir: Path) -> dict[str, set[str]]:
-    tags: dict[str, set[str]] = {"scalars": set(), "images": set()}
-    for path in run_dir.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(path), size_guidance={"images": 0, "scalars": 0})
-        accumulator.Reload()
-        for kind in tags:
-            tags[kind] |= set(accumulator.Tags()[kind])
-    return tags
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lightning_models.cli import readable_hparams, readable_key
+from lightning_models.hparams import readable_hparams, readable_key
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -62,7 +62,7 @@ def max_abs_error_on_rank(rank: int, world_size: int, port: int, results: str) -
 
 
 def test_max_abs_error_is_reduced_to_the_largest_over_ranks(tmp_path):
-    from tests.test_tensorboard_server import free_port
+    from tests.helpers import free_port
 
     results = str(tmp_path / "rank")
     mp.start_processes(max_abs_error_on_rank, args=(2, free_port(), results), nprocs=2, start_method="spawn")
@@ -75,14 +75,14 @@ def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_mode
     """The third task kind: test/recon_mse and test/loss in metrics.json equal the mean squared
     reconstruction error computed with numpy from the reloaded best checkpoint on the test rows."""
     from lightning_models.checkpoints import load_module
-    from lightning_models.cli import instantiate
+    from lightning_models import build
 
     config = CONFIGS / "iris_autoencoder.yaml"
     done = run_train(["fit", "--config", str(config), "--trainer.max_epochs=10", *QUIET], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/metrics.json")).read_text())
     model = load_module(metrics["checkpoints"]["best"])
-    _, data, _ = instantiate(config, "--trainer.logger=false")  # the datamodule as the run built it
+    data = build(config, "--trainer.logger=false").datamodule  # the datamodule as the run built it
     data.setup()
     with torch.no_grad():
         parts = [(model(inputs).numpy(), targets.numpy()) for inputs, targets in data.test_dataloader()]
@@ -93,36 +93,24 @@ def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_mode
     assert metrics["test"]["test/loss"] == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize(("batches", "elements", "longest"), [(8, 2**22, 8), (1000, 18, 3)])
-def test_epoch_metrics_count_every_batch_once_across_the_batched_metric_updates(tmp_path, monkeypatch, batches,
-                                                                               elements, longest):
-    """The modules queue each batch and feed the torchmetrics every ``METRIC_BATCHES`` batches, or when the
-    queued predictions reach ``METRIC_ELEMENTS`` numbers, and at the epoch's end. With lr 0 (the weights
-    never change) and batches of 2 (6 predicted numbers: 3 classes), an epoch's 30 training batches and 8
-    validation batches span several queues of at most 8 batches, or of 3 (18 numbers): train/val loss,
-    accuracy and macro F1 must equal scikit-learn's on the whole split, every row counted once."""
+def test_epoch_metrics_count_every_batch_once(tmp_path, monkeypatch):
+    """With lr 0 (the weights never change) and batches of 2, an epoch's 30 training batches (the last 1-row
+    validation batch too) feed the torchmetrics: train/val loss, accuracy and macro F1 must equal scikit-learn's
+    on the whole split, every row counted once and the loss weighted by batch size."""
     from sklearn.metrics import accuracy_score, f1_score
     from torch.nn import functional as F
 
+    from lightning_models import build
     from lightning_models.base import TaskModule
-    from lightning_models.cli import instantiate
 
     monkeypatch.chdir(tmp_path)  # the run folder
     overrides = ["--trainer.max_epochs=1", "--trainer.logger=false",
                  "--model.init_args.updates_per_step=1", "--model.init_args.optimizer.init_args.lr=0",
                  "--data.init_args.batch_size=2", "--trainer.check_val_every_n_epoch=1",
-                 "--trainer.num_sanity_val_steps=0", "--last_checkpoint=false", *QUIET]
-    model, datamodule, trainer = instantiate(CONFIGS / "iris_logistic_regression.yaml", *overrides)
-    model.METRIC_BATCHES, model.METRIC_ELEMENTS = batches, elements
-    queued, update = [], model.update_metrics
-
-    def recording_update(stage: str) -> None:
-        queued.append(len(model.pending[stage]))
-        update(stage)
-    model.update_metrics = recording_update
+                 "--trainer.num_sanity_val_steps=0", "--last_checkpoint=null", *QUIET]
+    parts = build(CONFIGS / "iris_logistic_regression.yaml", *overrides)
+    model, datamodule, trainer = parts.model, parts.datamodule, parts.trainer
     trainer.fit(model, datamodule=datamodule)
-    assert max(queued) == longest
-    # 30 train batches: 6 left over by queues of 8; the 8 val batches: 2 left over by queues of 3
     assert isinstance(model, TaskModule) and len(datamodule.train_dataloader()) == 30
     for stage, loader in (("train", datamodule.train_dataloader()), ("val", datamodule.val_dataloader())):
         inputs, targets = (torch.cat(parts) for parts in zip(*loader))

@@ -7,13 +7,13 @@ import warnings
 import pytest
 import torch
 
-from lightning_models.checks import cpu_has_native_bf16
+from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.nets import FashionCNN
 from tests.conftest import CONFIGS, build_from_config
-from tests.test_fashion_mnist import write_idx
+from tests.helpers import write_idx
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
-         "--last_checkpoint=false", "--trainer.accelerator=cpu"]
+         "--last_checkpoint=null", "--trainer.accelerator=cpu"]
 
 
 def test_channels_last_cnn_computes_what_the_default_layout_computes():

@@ -16,7 +16,7 @@ import torch
 from datamodules import CSVDataModule, ImageFolderDataModule, IrisDataModule
 from lightning_models.base import NonFiniteLossError
 from lightning_models.checkpoints import load_module
-from lightning_models.cli import newest_last_checkpoint
+from lightning_models.run_folders import newest_last_checkpoint
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 
 
@@ -75,19 +75,19 @@ def test_metrics_json_records_seed_and_versions(tmp_path):
 
 
 def tiny_fashion(folder: Path) -> list[str]:
-    from tests.test_fashion_mnist import write_idx
+    from tests.helpers import write_idx
 
     return [f"--data.init_args.data_dir={write_idx(folder / 'tiny')}"]
 
 
 def wine_table(folder: Path) -> list[str]:
-    from tests.test_csv_data import wine_csv
+    from tests.helpers import wine_csv
 
     return [f"--data.init_args.path={wine_csv(folder / 'wine.csv')}"]
 
 
 def image_folder(folder: Path) -> list[str]:
-    from tests.test_image_folder import write_folder
+    from tests.helpers import write_folder
 
     return [f"--data.init_args.root={write_folder(folder / 'images', per_class=20)}"]
 
@@ -244,7 +244,7 @@ def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluatio
 def test_torchrun_two_nodes_on_one_machine_equal_one_process(tmp_path):
     """The README's multi-node command, as two torchrun launchers (node ranks 0 and 1) on 127.0.0.1, gloo,
     one process each, in one shared folder as on a cluster file system."""
-    from tests.test_tensorboard_server import free_port
+    from tests.helpers import free_port
 
     (tmp_path / "nodes").mkdir(), (tmp_path / "single").mkdir()
     args = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",

@@ -19,7 +19,7 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import CONFIGS, ROOT, run_train
-from tests.test_tensorboard_server import free_port
+from tests.helpers import free_port
 
 IRIS = str(CONFIGS / "iris_mlp_classifier.yaml")
 LR = "model.init_args.optimizer.init_args.lr"
@@ -60,7 +60,7 @@ def journal_study(folder: Path) -> optuna.Study:
     (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage postgresql://nobody@127.0.0.1:1/none: cannot"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, space, options, message):
-    from scripts.sweep import main
+    from lightning_models.sweep import main
 
     monkeypatch.chdir(tmp_path)
     status = main(["--config", IRIS, "--space", write_space(tmp_path, space), "--trials", "2", *options])
@@ -178,11 +178,10 @@ def test_seeds_train_each_trial_once_per_seed_and_the_mean_counts(tmp_path):
 
 @pytest.mark.parametrize("space", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
 def test_shipped_spaces_fit_their_configs(in_tmp, space):
-    from lightning_models.cli import TemplateCLI
-    from scripts.sweep import check_space
+    from lightning_models import build
+    from lightning_models.sweep import check_space
 
-    cli = TemplateCLI(args=["--config", str(CONFIGS / f"{space.stem}.yaml")], run=False, save_config_callback=None)
-    checked = check_space(space, set(cli.config.keys()))
+    checked = check_space(space, set(build(CONFIGS / f"{space.stem}.yaml").config.keys()))
     assert len(checked["parameters"]) >= 3
 
 

@@ -36,6 +36,7 @@ class PredictionPanel(pl.Callback):
     """
 
     tag = "panel"
+    paused = False  # set by run() while it re-validates the best checkpoint: the panels drew during fit
 
     def __init__(self, every_n_epochs: int = 1, max_rows: int = 20_000) -> None:
         self.every_n_epochs = every_n_epochs
@@ -44,7 +45,7 @@ class PredictionPanel(pl.Callback):
         self.count = 0
 
     def active(self, trainer: pl.Trainer, stage: str) -> bool:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.paused:
             return False
         if stage == "test" or trainer.state.fn != "fit":  # test runs and stand-alone validation always draw
             return True

@@ -1,0 +1,69 @@
+"""The hyperparameters a person compares, under readable names, for TensorBoard's HParams tab and other loggers."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import pytorch_lightning as pl
+
+ALWAYS_SHOWN = ("num_features", "num_outputs", "net", "optimizer", "scheduler")
+
+
+def class_defaults(cls: Any) -> dict[str, Any]:
+    """Default values of the ``__init__`` arguments of ``cls`` and its bases (the subclass's win)."""
+    defaults: dict[str, Any] = {}
+    for klass in reversed(getattr(cls, "__mro__", (cls,))):
+        try:
+            parameters = inspect.signature(klass.__init__ if isinstance(klass, type) else klass).parameters
+        except (TypeError, ValueError):
+            continue
+        defaults.update({name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty})
+    return defaults
+
+
+def import_class(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as a config would write them (YAML lists for tuples)."""
+    a, b = (list(v) if isinstance(v, tuple) else v for v in (a, b))
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError):  # tensors
+        return False
+
+
+def readable_key(key: str) -> str:
+    """A command-line key as the HParams tab names it: ``model.init_args.net.init_args.hidden_sizes`` ->
+    ``net.hidden_sizes``, ``data.init_args.batch_size`` -> ``data.batch_size``."""
+    return key.removeprefix("model.init_args.").replace(".init_args.", ".")
+
+
+def readable_hparams(model: pl.LightningModule, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each injected class by its name (``net: MLP``, ``optimizer: AdamW``), ``<name>.<argument>`` and the
+    module's own arguments where they differ from the defaults (``lr`` always), then ``extra`` (a sweep's
+    choices, by ``readable_key``); LightningCLI's internals (``_instantiator``, ``_class_path``) left out."""
+    defaults = class_defaults(type(model))
+    shown: dict[str, Any] = {}
+    for key, value in model.hparams.items():
+        value = value.as_dict() if hasattr(value, "as_dict") else value  # jsonargparse Namespace
+        if key.startswith("_"):
+            continue
+        if isinstance(value, dict) and "class_path" in value:
+            shown[key] = value["class_path"].rsplit(".", 1)[-1]
+            arguments = class_defaults(import_class(value["class_path"]))
+            for name, given in (value.get("init_args") or {}).items():
+                if name == "lr" or name not in arguments or not same(given, arguments[name]):
+                    shown[f"{key}.{name}"] = given
+        elif isinstance(value, type) or callable(value):
+            shown[key] = getattr(value, "__name__", type(value).__name__)
+        elif key in ALWAYS_SHOWN or key not in defaults or not same(value, defaults[key]):
+            shown[key] = value  # sizes, and an injected part left out (scheduler: None), are shown too
+    return {**shown, **{readable_key(key): value for key, value in (extra or {}).items()}}

@@ -1,0 +1,166 @@
+"""One run, top to bottom: build the parts from the config, fit, validate and test the best checkpoint, record.
+
+    from lightning_models import run
+    result = run("configs/iris_mlp_classifier.yaml", "--trainer.max_epochs=3")
+    result.metrics["test"]["test/acc"], result.folder, result.checkpoints["best"]
+
+``scripts/train.py fit`` calls ``run`` with its command-line options; sweeps, cross-validation, the lab and the
+tests call it from Python. ``build`` is the part under it that only builds (nothing is trained or written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from lightning_models.checkpoints import LastCheckpoint
+from lightning_models.cli import TemplateCLI
+from lightning_models.hparams import readable_hparams
+from lightning_models.run_folders import run_folder
+
+
+@dataclass
+class Parts:
+    """What a config builds: the model, the datamodule, the trainer, and the resolved config (a jsonargparse Namespace)."""
+
+    model: pl.LightningModule
+    datamodule: pl.LightningDataModule
+    trainer: pl.Trainer
+    config: Any
+
+
+@dataclass
+class RunResult:
+    """What ``run`` returns (and writes as ``metrics.json``): metrics by stage, the run folder, checkpoint paths."""
+
+    metrics: dict[str, dict[str, float]]
+    folder: Path
+    checkpoints: dict[str, str | None]
+    config: dict[str, Any]
+    record: dict[str, Any]
+
+
+def arguments(args: Sequence[str | Path]) -> list[str]:
+    """``run("configs/x.yaml", "--trainer.max_epochs=3")``: a word that is not an option is a config file."""
+    words: list[str] = []
+    for arg in map(str, args):
+        starts_value = bool(words) and words[-1].startswith("--") and "=" not in words[-1]
+        words += [arg] if arg.startswith("-") or starts_value else ["--config", arg]
+    return words
+
+
+def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> Parts:
+    """Model, datamodule and trainer exactly as ``scripts/train.py STAGE`` builds them from the same arguments."""
+    cli = TemplateCLI(arguments(args), stage=stage, callbacks=callbacks)
+    return Parts(cli.model, cli.datamodule, cli.trainer, cli.config)
+
+
+def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
+    """Fit the config's model, then validate and test its best checkpoint; ``metrics.json`` into the run folder.
+
+    ``args``: config files and command-line options, as ``scripts/train.py fit`` takes them; ``callbacks``:
+    extra callback objects (a sweep's pruning). Raises on bad input (``argparse.ArgumentError``, ``ConfigError``).
+    """
+    started = time.perf_counter()
+    parts = build(*args, callbacks=callbacks)
+    model, datamodule, trainer, config = parts.model, parts.datamodule, parts.trainer, parts.config
+    hparams = readable_hparams(model, config.log_hparams)
+    for logger in trainer.loggers:  # TensorBoard: hparams.yaml; MLflow: the run's parameters
+        logger.log_hyperparams(hparams)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=config.ckpt_path)
+
+    best, last = checkpoint_paths(trainer)
+    metrics = {"train": {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("train/")}}
+    if config.test_after_fit:  # fast_dev_run saves no checkpoint: then the weights in memory are evaluated
+        with panels_paused(trainer):  # the panels drew during fit; this validation gives the best weights' numbers
+            metrics["val"] = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        metrics["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    record = {
+        "experiment": config.experiment_name,
+        "config": [str(path) for path in config.get("config") or []],
+        "seed": config.seed_everything,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "checkpoints": {"best": best, "last": last},
+        "metrics_from": {"train": "the last training epoch", "val": best or "the weights in memory",
+                         "test": best or "the weights in memory"},
+        "versions": library_versions(),
+        **metrics,
+    }
+    folder = run_folder(trainer)
+    if trainer.is_global_zero:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+        report_final_metrics(trainer, hparams, metrics)
+        print_summary(config.experiment_name, folder, metrics, trainer)
+    return RunResult(metrics, folder.resolve(), record["checkpoints"], config.as_dict(), record)
+
+
+def evaluate(stage: str, *args: str | Path) -> list[Any]:
+    """``validate``, ``test`` or ``predict`` with the config's parts and ``--ckpt_path``'s weights."""
+    parts = build(*args, stage=stage)
+    return getattr(parts.trainer, stage)(parts.model, datamodule=parts.datamodule, ckpt_path=parts.config.ckpt_path)
+
+
+def checkpoint_paths(trainer: pl.Trainer) -> tuple[str | None, str | None]:
+    """The best and the last checkpoint files (absolute), or None. Read before validate/test: loading a
+    checkpoint restores the callbacks' older state."""
+    paths = {"best": None, "last": None}
+    for callback in trainer.checkpoint_callbacks:
+        if callback.best_model_path:
+            paths["last" if isinstance(callback, LastCheckpoint) else "best"] = str(Path(callback.best_model_path).resolve())
+    return paths["best"], paths["last"]
+
+
+@contextlib.contextmanager
+def panels_paused(trainer: pl.Trainer) -> Iterator[None]:
+    from lightning_models.callbacks.panel import PredictionPanel
+
+    panels = [callback for callback in trainer.callbacks if isinstance(callback, PredictionPanel)]
+    for panel in panels:
+        panel.paused = True
+    try:
+        yield
+    finally:
+        for panel in panels:
+            panel.paused = False
+
+
+def report_final_metrics(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, dict[str, float]]) -> None:
+    """Every logger gets the final metrics; TensorBoard's HParams tab pairs them with the hyperparameters. Test
+    first and metrics before losses: the HParams table shows its first five metrics as columns."""
+    final = {f"final_{stage}/{key.split('/', 1)[-1]}": value for stage in ("test", "val")
+             for key, value in sorted(metrics.get(stage, {}).items(), key=lambda item: item[0].endswith("/loss"))}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, final)
+        elif final:
+            logger.log_metrics(final, step=trainer.global_step)
+        logger.finalize("success")  # close the files now, not at interpreter exit
+
+
+def print_summary(experiment: str, folder: Path, metrics: dict[str, dict[str, float]], trainer: pl.Trainer) -> None:
+    summary = ", ".join(f"{key}={value:.4g}" for stage in ("test", "val") for key, value in sorted(metrics.get(stage, {}).items()))
+    print(f"\n{experiment}: {summary}\nrun directory: {folder}\nmetrics: {folder / 'metrics.json'}")
+    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
+        print(f"TensorBoard: tensorboard --logdir {folder} --host 127.0.0.1")
+
+
+def library_versions() -> dict[str, str]:
+    import torchmetrics
+    import torchvision
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "pytorch_lightning": pl.__version__, "torchmetrics": torchmetrics.__version__}
