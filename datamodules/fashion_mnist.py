@@ -9,7 +9,6 @@ import shutil
 import stat
 import struct
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -18,8 +17,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
-from datamodules.tensor import InMemoryDataModule, Split, TensorBatches, trainer_epoch, trainer_shard
-from lightning_models.checks import ConfigError, check_choice, check_positive
+from datamodules.images import ImageBatches, ImageDataModule
+from datamodules.tensor import Split
+from lightning_models.checks import ConfigError, check_choice
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
     "train-images-idx3-ubyte": (2051, (28, 28)),
@@ -116,49 +116,7 @@ def prepare_raw_files(data_dir: Path, download: bool) -> Path:
     return root
 
 
-class ImageBatches(TensorBatches):
-    """Batches of a uint8 image tensor kept on the training device, made model inputs by ``transform``.
-
-    Replaces a DataLoader for data that fits in (GPU) memory: no workers, no per-sample
-    Python, no host-to-device copy per step. Order and augmentation depend on ``seed`` and the
-    epoch only, so resumed runs see the same batches. ``augment`` adds a random horizontal flip and a
-    random crop with ``crop_padding``-pixel zero padding, done on whole batches, from epoch
-    ``augment_from_epoch`` on (0-based; earlier epochs are clean).
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
-                 epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None, augment: bool = False,
-                 crop_padding: int = 2, augment_from_epoch: int = 0):
-        super().__init__(images, labels, batch_size, shuffle, seed, epoch, rank, world_size, transform)
-        self.augment, self.crop_padding, self.augment_from_epoch = augment, crop_padding, augment_from_epoch
-
-    def batch(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
-        if self.augment and epoch >= self.augment_from_epoch:
-            images = self.random_flip_and_crop(images)
-        return super().batch(images, epoch)
-
-    def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
-        """Grey (N, H, W) or colour (N, C, H, W) uint8 images, each flipped and shifted on its own (all its
-        channels alike)."""
-        count, height, width = images.shape[0], images.shape[-2], images.shape[-1]
-        device, colour = images.device, images.ndim == 4
-        flip = torch.rand(count, generator=self.generator, device=device) < 0.5
-        images = torch.where(flip.view(count, *(1,) * (images.ndim - 1)), images.flip(-1), images)
-        padding = self.crop_padding
-        if not padding:
-            return images
-        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=device)
-        rows = (torch.arange(height, device=device) + shifts[0, :, None])[:, :, None]
-        cols = (torch.arange(width, device=device) + shifts[1, :, None])[:, None, :]
-        if not colour:
-            return padded[torch.arange(count, device=device)[:, None, None], rows, cols]
-        channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
-        return padded[torch.arange(count, device=device)[:, None, None, None], channels, rows[:, None], cols[:, None]]
-
-
-class FashionMNISTDataModule(InMemoryDataModule):
+class FashionMNISTDataModule(ImageDataModule):
     """Fashion-MNIST (60 000 train / 10 000 test, 28x28 grey, 10 classes) from torchvision.
 
     Args:
@@ -171,13 +129,9 @@ class FashionMNISTDataModule(InMemoryDataModule):
             transforms with a DataLoader (text 004's path).
         normalize: subtract 0.2860 and divide by 0.3530 (the dataset's statistics); without it,
             pixels are in [0, 1] as ``ToTensor`` gives them (the source recipe).
-        augment: random horizontal flip and, with ``crop_padding > 0``, a random crop of the
-            image padded by that many pixels, on training batches.
-        crop_padding: padding of the random crop (0: flips only).
-        augment_from_epoch: first epoch (0-based) whose training batches are augmented; the
-            epochs before it see clean images. Clean images are learnt faster, augmented ones
-            generalise better: the default config starts augmenting at epoch 2 (see its header).
-            ``tensor`` input path only.
+        augment, crop_padding: see ``ImageDataModule``.
+        augment_from_epoch: see ``ImageDataModule``; ``tensor`` input path only. Clean images are
+            learnt faster, augmented ones generalise better, so a run may start on clean ones.
         num_workers: DataLoader workers of the ``torchvision`` path.
         download: try torchvision's download when the files are missing (needs internet).
         seed: seeds the validation split and the shuffling.
@@ -187,8 +141,6 @@ class FashionMNISTDataModule(InMemoryDataModule):
     """
 
     class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    num_features = 28 * 28
-    num_outputs = 10
     image_shape = (1, 28, 28)
 
     def __init__(
@@ -206,21 +158,14 @@ class FashionMNISTDataModule(InMemoryDataModule):
         seed: int = 0,
         predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size, seed, predict_split)
-        check_positive("batch_size", batch_size, integer=True)
+        super().__init__(batch_size, augment, crop_padding, augment_from_epoch, seed, predict_split)
         check_choice("input_path", input_path, ("tensor", "torchvision"))
         if not 0 <= val_size < 60_000:
             raise ConfigError(f"val_size={val_size!r} is invalid; expected 0 <= val_size < 60000.")
-        self.data_dir, self.val_size = Path(data_dir), val_size
-        if crop_padding < 0:
-            raise ConfigError(f"crop_padding={crop_padding!r} is invalid; expected an integer >= 0.")
-        if augment_from_epoch < 0:
-            raise ConfigError(f"augment_from_epoch={augment_from_epoch!r} is invalid; expected an integer >= 0.")
         if augment and augment_from_epoch and input_path == "torchvision":
             raise ConfigError(f"augment_from_epoch={augment_from_epoch} works on the tensor input path only; "
                               "use input_path=tensor, or augment_from_epoch=0 with input_path=torchvision.")
-        self.augment_from_epoch = augment_from_epoch
-        self.input_path, self.normalize, self.augment, self.crop_padding = input_path, normalize, augment, crop_padding
+        self.data_dir, self.val_size, self.input_path, self.normalize = Path(data_dir), val_size, input_path, normalize
         self.num_workers, self.download = num_workers, download
         self.root: Path | None = None
 
@@ -269,7 +214,4 @@ class FashionMNISTDataModule(InMemoryDataModule):
             generator = torch.Generator().manual_seed(self.seed)
             return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
                               num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=generator)
-        images, labels = self.on_device(split)
-        return ImageBatches(images, labels, self.batch_size, shuffle, self.seed, trainer_epoch(self),
-                            *trainer_shard(self, shuffle), transform=self.to_inputs, augment=self.augment and shuffle,
-                            crop_padding=self.crop_padding, augment_from_epoch=self.augment_from_epoch)
+        return self.image_batches(split, shuffle)

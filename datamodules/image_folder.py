@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -15,8 +16,8 @@ from torchvision.datasets import ImageFolder
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.fashion_mnist import ImageBatches
-from datamodules.tensor import SPLITS, InMemoryDataModule, Split, trainer_epoch, trainer_shard
+from datamodules.images import ImageBatches, ImageDataModule
+from datamodules.tensor import SPLITS, Split, stratified_split
 from lightning_models.checks import ConfigError, check_choice, check_fraction, check_positive
 
 
@@ -38,6 +39,14 @@ def scan(root: Path) -> ImageFolder:
         raise ConfigError(f"{root}: {error}; expected {root}/<class>/<image>.png|jpg, one folder per class.") from None
 
 
+def read_image(path: str, mode: ImageReadMode) -> torch.Tensor:
+    """One image file as a uint8 ``(C, H, W)`` tensor; an undecodable file is a ConfigError naming it."""
+    try:
+        return decode_image(read_file(path), mode=mode)
+    except RuntimeError as error:
+        raise ConfigError(f"{path}: the image does not decode ({str(error).splitlines()[0]}).") from None
+
+
 class Decoded(Dataset):
     """The images of an ImageFolder, decoded one by one (the streaming path and the cache builder)."""
 
@@ -50,10 +59,7 @@ class Decoded(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        try:
-            image = decode_image(read_file(path), mode=self.mode)
-        except RuntimeError as error:
-            raise ConfigError(f"{path}: the image does not decode ({str(error).splitlines()[0]}).") from None
+        image = read_image(path, self.mode)
         if self.size is not None and tuple(image.shape[-2:]) != self.size:
             if not self.resize:
                 raise ConfigError(f"{path}: {tuple(image.shape[-2:])} pixels, the first image {self.size}; set "
@@ -62,7 +68,7 @@ class Decoded(Dataset):
         return image, label
 
 
-class ImageFolderDataModule(InMemoryDataModule):
+class ImageFolderDataModule(ImageDataModule):
     """A folder of labelled images, one sub-folder per class (torchvision's ``ImageFolder``).
 
     Args:
@@ -72,7 +78,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         image_size: resize every image to ``image_size`` x ``image_size``; ``None`` keeps their size,
             which must then be the same for all.
         color: ``grayscale`` (1 channel), ``rgb`` (3), or ``auto``: the first image's.
-        batch_size, augment, crop_padding, augment_from_epoch: as ``FashionMNISTDataModule``'s.
+        batch_size, augment, crop_padding, augment_from_epoch: see ``ImageDataModule``.
         normalize: subtract the training images' per-channel mean and divide by their std.
         memory_budget: largest share of the machine's RAM the decoded images may take. Within it,
             every image is decoded once into a uint8 tensor, cached on disk (``cache_dir``, default
@@ -80,7 +86,10 @@ class ImageFolderDataModule(InMemoryDataModule):
             in-memory batch path; beyond it, images stream through a DataLoader with ``num_workers``.
         seed, predict_split: see ``InMemoryDataModule``.
 
-    Class names are the folder names, as the panels and prediction CSVs show them. Example:
+    Building it reads nothing; the folder is listed when the class names or the image shape are first
+    asked for (the CLI asks for the sizes right away, so a bad folder fails before a run starts) and
+    the images are decoded in ``setup``. Class names are the folder names, as the panels and
+    prediction CSVs show them. Example:
     ``ImageFolderDataModule(root="data/flowers", image_size=64, augment=True)``.
     """
 
@@ -102,50 +111,60 @@ class ImageFolderDataModule(InMemoryDataModule):
         seed: int = 0,
         predict_split: Split = "test",
     ) -> None:
-        super().__init__(batch_size, seed, predict_split)
+        super().__init__(batch_size, augment, crop_padding, augment_from_epoch, seed, predict_split)
         check_choice("color", color, ("auto", "grayscale", "rgb"))
         check_fraction("val_fraction", val_fraction)
         check_fraction("test_fraction", test_fraction)
         check_fraction("memory_budget", memory_budget, allow_zero=False)
         if image_size is not None:
             check_positive("image_size", image_size, integer=True)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ConfigError(f"root={root!r}: no such folder; expected <root>/<class>/<image>.png|jpg.")
-        given = {split: self.root / split for split in SPLITS if (self.root / split).is_dir()}
-        self.folders = {split: scan(path) for split, path in given.items()} if "train" in given else {"all": scan(self.root)}
-        classes = {tuple(folder.classes) for folder in self.folders.values()}
-        if len(classes) > 1:
-            raise ConfigError(f"{root}: train/val/test hold different class folders ({sorted(classes)}).")
-        self.class_names = list(next(iter(classes)))
-        if len(self.class_names) < 2:
-            raise ConfigError(f"{root}: one class folder only ({self.class_names[0]!r}); a classifier needs two or more.")
-        first = next(iter(self.folders.values())).samples[0][0]
-        probe = Decoded([(first, 0)], ImageReadMode.UNCHANGED, None)[0][0]
-        if color == "auto":
-            color = "grayscale" if probe.shape[0] in (1, 2) else "rgb"
-        self.mode = ImageReadMode.GRAY if color == "grayscale" else ImageReadMode.RGB
-        self.size = (image_size, image_size) if image_size else tuple(probe.shape[-2:])
-        self.channels = 1 if color == "grayscale" else 3
-        self.image_size, self.val_fraction, self.test_fraction = image_size, val_fraction, test_fraction
-        self.augment, self.crop_padding, self.augment_from_epoch = augment, crop_padding, augment_from_epoch
+        self.root, self.image_size, self.color = Path(root), image_size, color
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.normalize, self.memory_budget, self.num_workers = normalize, memory_budget, num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".template-cache"
-        self.mean = torch.zeros(self.channels)
-        self.std = torch.ones(self.channels)
+        self.mean: torch.Tensor | None = None  # the training images' statistics, from setup
+        self.std: torch.Tensor | None = None
         self.streaming = False
 
-    @property
-    def num_features(self) -> int:
-        return self.channels * self.size[0] * self.size[1]
+    @cached_property
+    def folders(self) -> dict[str, ImageFolder]:
+        """``{"all": ...}`` or ``{"train": ..., "val": ..., "test": ...}``: the listed files, not decoded."""
+        if not self.root.is_dir():
+            raise ConfigError(f"root={str(self.root)!r}: no such folder; expected <root>/<class>/<image>.png|jpg.")
+        given = {split: self.root / split for split in SPLITS if (self.root / split).is_dir()}
+        folders = {split: scan(path) for split, path in given.items()} if "train" in given else {"all": scan(self.root)}
+        classes = {tuple(folder.classes) for folder in folders.values()}
+        if len(classes) > 1:
+            raise ConfigError(f"{self.root}: train/val/test hold different class folders ({sorted(classes)}).")
+        names = next(iter(classes))
+        if len(names) < 2:
+            raise ConfigError(f"{self.root}: one class folder only ({names[0]!r}); a classifier needs two or more.")
+        return folders
 
     @property
-    def num_outputs(self) -> int:
-        return len(self.class_names)
+    def class_names(self) -> list[str]:
+        return list(next(iter(self.folders.values())).classes)
 
-    @property
+    @cached_property
     def image_shape(self) -> tuple[int, int, int]:
-        return (self.channels, *self.size)
+        """``(channels, height, width)`` of every image as decoded: from ``color`` and ``image_size``, and
+        where they leave it open, from the first image."""
+        channels = {"grayscale": 1, "rgb": 3}.get(self.color)
+        if channels is not None and self.image_size is not None:
+            return (channels, self.image_size, self.image_size)
+        first = read_image(next(iter(self.folders.values())).samples[0][0], ImageReadMode.UNCHANGED)
+        if channels is None:  # grey, or grey with alpha: one channel
+            channels = 1 if first.shape[0] in (1, 2) else 3
+        height, width = (self.image_size, self.image_size) if self.image_size else first.shape[-2:]
+        return (channels, int(height), int(width))
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image_shape[1:]
 
     def samples(self) -> dict[str, list[tuple[str, int]]]:
         """Each split's (file, class index) pairs: the folders as given, or a seeded stratified draw."""
@@ -154,21 +173,20 @@ class ImageFolderDataModule(InMemoryDataModule):
             if "test" not in found:
                 raise ConfigError(f"{self.root}: has train/ but no test/ folder.")
             rest = found["train"]
-            if "val" not in found:
+            if "val" not in found and self.val_fraction:
                 rest, found["val"] = self.draw(rest, self.val_fraction)
-            return {"train": rest, "val": found["val"] or rest, "test": found["test"]}
+            return {"train": rest, "val": found.get("val") or rest, "test": found["test"]}
+        if not self.test_fraction or self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(f"{self.root}: val_fraction={self.val_fraction:g}, test_fraction={self.test_fraction:g}; "
+                              "expected test_fraction > 0 and val_fraction + test_fraction < 1.")
         rest, test = self.draw(self.folders["all"].samples, self.test_fraction)
         train, val = self.draw(rest, self.val_fraction / (1 - self.test_fraction)) if self.val_fraction else (rest, rest)
         return {"train": train, "val": val, "test": test}
 
     def draw(self, samples: list[tuple[str, int]], fraction: float) -> tuple[list, list]:
-        from sklearn.model_selection import train_test_split
-
-        if not fraction:
-            return samples, []
-        labels = [label for _, label in samples]
+        """``(kept, drawn)``, each sorted by file name."""
         try:
-            kept, drawn = train_test_split(samples, test_size=fraction, stratify=labels, random_state=self.seed)
+            kept, drawn = stratified_split(samples, fraction, [label for _, label in samples], self.seed)
         except ValueError as error:
             raise ConfigError(f"{self.root}: cannot split {len(samples)} images ({error}); add images or use "
                               "train/val/test folders.") from None
@@ -189,7 +207,8 @@ class ImageFolderDataModule(InMemoryDataModule):
 
     def decoded(self, samples: list[tuple[str, int]]) -> Decoded:
         """Decoded to ``image_shape``: resized when ``image_size`` is set, else any other size is an error."""
-        return Decoded(samples, self.mode, self.size, resize=self.image_size is not None)
+        mode = ImageReadMode.GRAY if self.channels == 1 else ImageReadMode.RGB
+        return Decoded(samples, mode, self.size, resize=self.image_size is not None)
 
     def decode_all(self, samples: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.empty((len(samples), *self.image_shape), dtype=torch.uint8)
@@ -250,12 +269,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         return images * self.std.to(images.device).view(shape) + self.mean.to(images.device).view(shape)
 
     def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
-        if self.streaming:
-            return self.stream(split, shuffle)
-        images, labels = self.on_device(split)
-        return ImageBatches(images, labels, self.batch_size, shuffle, self.seed, trainer_epoch(self),
-                            *trainer_shard(self, shuffle), transform=self.to_inputs, augment=self.augment and shuffle,
-                            crop_padding=self.crop_padding, augment_from_epoch=self.augment_from_epoch)
+        return self.stream(split, shuffle) if self.streaming else self.image_batches(split, shuffle)
 
     def stream(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.decoded(self.stream_samples[split])

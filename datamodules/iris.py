@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Literal
 
 import numpy as np
 import torch
 from sklearn.datasets import load_iris
-from sklearn.model_selection import train_test_split
 
-from datamodules.tensor import Examples, Split, TensorDataModule
+from datamodules.tensor import Examples, Split, TensorDataModule, stratified_split
 from lightning_models.checks import check_choice, check_fraction
 
 TARGETS = ("species", "petal_width", "features")
 PARTITIONS = ("odd_even", "stratified")
+
+
+@cache
+def iris_table() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's copy of iris, read once: measurements (150, 4), species (150,), species names."""
+    iris = load_iris()
+    return iris.data.astype(np.float32), iris.target.astype(np.int64), list(iris.target_names)
 
 
 class IrisDataModule(TensorDataModule):
@@ -52,7 +59,10 @@ class IrisDataModule(TensorDataModule):
         check_fraction("val_fraction", val_fraction)
         check_fraction("test_fraction", test_fraction, allow_zero=False)
         self.target, self.partition, self.val_fraction, self.test_fraction = target, partition, val_fraction, test_fraction
-        self.class_names = list(load_iris().target_names)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(iris_table()[2])
 
     @property
     def num_features(self) -> int:
@@ -64,8 +74,8 @@ class IrisDataModule(TensorDataModule):
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All 150 rows: ``(inputs, targets, species)`` as numpy arrays, before any scaling."""
-        iris = load_iris()
-        data, species = iris.data.astype(np.float32), iris.target.astype(np.int64)
+        data, species, _ = iris_table()
+        data, species = data.copy(), species.copy()
         if self.target == "species":
             return data, species, species
         if self.target == "petal_width":
@@ -79,15 +89,9 @@ class IrisDataModule(TensorDataModule):
         if self.partition == "odd_even":
             train, test = rows[rows % 2 == 1], rows[rows % 2 == 0]
         else:
-            train, test = train_test_split(
-                rows, test_size=self.test_fraction, stratify=species, random_state=self.seed
-            )
-        val = train
-        if self.val_fraction > 0:
-            train, val = train_test_split(
-                train, test_size=self.val_fraction, stratify=species[train], random_state=self.seed
-            )
-        return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+            train, test = stratified_split(rows, self.test_fraction, species, self.seed)
+        train, val = stratified_split(train, self.val_fraction, species[train], self.seed)
+        return {"train": np.sort(train), "val": np.sort(val if len(val) else train), "test": np.sort(test)}
 
     def load_splits(self) -> dict[str, Examples]:
         inputs, targets, _ = self.arrays()

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from datamodules.tensor import Examples, Split, TensorDataModule, seed_for_epoch, trainer_epoch
-from lightning_models.callbacks.synthetic import describe_polynomial
 from lightning_models.checks import check_choice, check_positive
 
 
@@ -20,6 +19,12 @@ def polynomial_target() -> tuple[torch.Tensor, torch.Tensor]:
     weight = torch.randn(4, 1, generator=generator) * 5
     bias = torch.randn(1, generator=generator) * 5
     return weight, bias
+
+
+def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
+    """Text 003's ``poly_desc``: ``y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40``."""
+    terms = " ".join(f"{float(w):+.2f} x^{power}" for power, w in enumerate(weight.flatten(), start=1))
+    return f"y = {terms} {float(bias.flatten()[0]):+.2f}"
 
 
 class FreshBatches:
@@ -155,16 +160,17 @@ class PlaneDataModule(TensorDataModule):
         return 2
 
     def sample_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points and labels as the source texts draw them, from ``np.random.seed(seed)``."""
-        np.random.seed(seed)
+        """Points and labels as the source texts draw them after ``np.random.seed(seed)``: a
+        ``RandomState(seed)`` draws the same numbers without touching numpy's global generator."""
+        generator = np.random.RandomState(seed)
         if self.dataset == "blobs":
             n = self.points_per_class
-            class0 = np.random.multivariate_normal([0.0, 0.0], np.eye(2), n)
-            class1 = np.random.multivariate_normal([2.0, 2.0], np.eye(2), n)
+            class0 = generator.multivariate_normal([0.0, 0.0], np.eye(2), n)
+            class1 = generator.multivariate_normal([2.0, 2.0], np.eye(2), n)
             points, labels = np.vstack([class0, class1]), np.repeat([0, 1], n)
         else:
             n = 50
-            points = np.random.randn(4 * n, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (n, 1))
+            points = generator.randn(4 * n, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (n, 1))
             labels = points[:, 0] > 0
             if self.dataset == "xor":
                 labels = np.logical_xor(points[:, 0] > 0, points[:, 1] > 0)

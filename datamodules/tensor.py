@@ -1,20 +1,39 @@
-"""Data held in memory as tensors: batch order as a function of (seed, epoch), device-resident batches,
-and the datamodule plumbing shared by the tabular, synthetic and image datamodules."""
+"""Data held in memory as tensors: the seeded stratified split, batch order as a function of (seed, epoch),
+device-resident batches, and the datamodule plumbing shared by the tabular, synthetic and image datamodules."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, TypeVar
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
+from sklearn.model_selection import train_test_split
 
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 Examples = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one split or one batch
 Split = Literal["train", "val", "test"]
 SPLITS = ("train", "val", "test")
+Items = TypeVar("Items", np.ndarray, list)
+
+
+def stratified_split(items: Items, fraction: float, labels: Sequence[int] | np.ndarray | None,
+                     seed: int) -> tuple[Items, Items]:
+    """``(kept, drawn)``: a seeded draw of ``fraction`` of ``items`` (nothing when ``fraction`` is 0) that
+    keeps each label's share of them (``labels[i]`` is item i's; ``None``: a plain random draw).
+
+    The datamodules that draw their own validation or test rows (iris, CSV, image folder) all draw them
+    here, with scikit-learn's ``train_test_split``. Both parts come in the draw's order (a second draw
+    from ``kept`` depends on it); sort a part once it is final. A class too small to be divided raises
+    scikit-learn's ValueError.
+    """
+    if not fraction:
+        return items, items[:0]
+    kept, drawn = train_test_split(items, test_size=fraction, stratify=labels, random_state=seed)
+    return kept, drawn
 
 
 def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | None:

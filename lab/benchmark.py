@@ -1,10 +1,10 @@
 """Template vs. a hand-written PyTorch loop on identical work, in one process and one run.
 
-    python scripts/benchmark.py --data-dir ../shared/data      # iris, fashion, precision (and gpu on a GPU)
-    python scripts/benchmark.py --quick                       # small versions, for CI and smoke tests
-    python scripts/benchmark.py --cases time_to_accuracy --data-dir ../shared/data
-    python scripts/benchmark.py --cases image_folder_vs_fashion --data-dir ../shared/data
-    python scripts/benchmark.py --data-dir ../shared/data --json reports/benchmark.json
+    python lab/benchmark.py --data-dir ../shared/data      # iris, fashion, precision (and gpu on a GPU)
+    python lab/benchmark.py --quick                       # small versions, for CI and smoke tests
+    python lab/benchmark.py --cases time_to_accuracy --data-dir ../shared/data
+    python lab/benchmark.py --cases image_folder_vs_fashion --data-dir ../shared/data
+    python lab/benchmark.py --data-dir ../shared/data --json reports/benchmark.json
 
 Cases:
   iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates in chunks of 1 000
@@ -43,15 +43,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import SaveConfigCallback
 from torch.nn import functional as F
 
 from datamodules.fashion_mnist import ImageBatches
-from lightning_models.checks import cpu_has_native_bf16
-from lightning_models.cli import instantiate
+from lightning_models import build
+from lightning_models.machine import cpu_has_native_bf16
+from lightning_models.run import Parts
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
-         "--last_checkpoint=false"]
+         "--last_checkpoint=null"]
 
 
 Side = Callable[[], Callable[[], float]]  # prepare (untimed) -> run one chunk (timed) -> loss
@@ -65,9 +67,17 @@ def timed(function: Callable[[], float]) -> tuple[float, float]:
     return time.perf_counter() - start, loss
 
 
+def parts(config: Path, *overrides: str) -> Parts:
+    """``build``'s parts less the callback that writes the run's config.yaml at the start of every fit: a run
+    writes it once, but the benchmark fits once per chunk, and the write is not the work being compared."""
+    built = build(config, *overrides)
+    built.trainer.callbacks[:] = [callback for callback in built.trainer.callbacks if not isinstance(callback, SaveConfigCallback)]
+    return built
+
+
 def fresh_trainer(config: Path, *overrides: str) -> pl.Trainer:
     """A new Trainer for one chunk (a finished Trainer does not fit again); built untimed."""
-    return instantiate(config, *overrides)[2]
+    return parts(config, *overrides).trainer
 
 
 def iris_full_batch(updates: int) -> dict:
@@ -79,7 +89,8 @@ def iris_full_batch(updates: int) -> dict:
 def iris_sides(updates: int) -> dict[str, Side]:
     config = ROOT / "configs" / "source" / "iris_mlp_classifier.yaml"
     overrides = (f"--trainer.max_epochs={updates // 100}", "--trainer.accelerator=cpu", *QUIET)  # 100 updates per step
-    model, datamodule, _ = instantiate(config, *overrides)
+    built = parts(config, *overrides)
+    model, datamodule = built.model, built.datamodule
     plain = type(model.net)(4, 3, [6], "sigmoid")
     plain.load_state_dict(model.net.state_dict())
     datamodule.setup("fit")
@@ -122,7 +133,8 @@ DEFAULT_CONFIG = ROOT / "configs" / "fashion_cnn.yaml"
 
 
 def fashion_template(config: Path, overrides: tuple[str, ...]) -> tuple[pl.LightningModule, pl.LightningDataModule, Side]:
-    model, datamodule, _ = instantiate(config, *overrides)
+    built = parts(config, *overrides)
+    model, datamodule = built.model, built.datamodule
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -197,7 +209,8 @@ def compare_in_fit(case: str, work: str, config: Path, data_dir: str, chunk: int
     (``Interleaved``); the ratio is the median of per-chunk time ratios with its bootstrap interval. The
     first ``warmup`` chunks of each side are left out."""
     overrides = fashion_overrides(data_dir, chunk * chunks, quick=quick)
-    model, datamodule, trainer = instantiate(config, *overrides)
+    built = parts(config, *overrides)
+    model, datamodule, trainer = built.model, built.datamodule, built.trainer
     datamodule.prepare_data()
     datamodule.setup("fit")
     clock = Interleaved(plain(model, datamodule), chunk)
@@ -233,8 +246,8 @@ def tensor_loop(model: pl.LightningModule, datamodule: pl.LightningDataModule, l
                                        transform=datamodule.to_inputs), limit)
 
 
-# 180 chunks of 5 steps (a quarter of a second each) pair the two sides within the same fraction of a second:
-# same-batch case, 900 steps, 95% interval of the median 0.02-0.05 wide vs. 0.13 with 30 chunks of 30 steps.
+# Many short chunks pair the two sides within the same moment of a drifting machine, which narrows the
+# interval of the median ratio more than fewer, longer chunks of the same total (docs/speed.md).
 LOOP_CHUNKS = (5, 180)
 
 
@@ -254,7 +267,7 @@ def fashion_vs_tensor_loop(data_dir: str, quick: bool) -> dict:
 
 def fashion_folder(data_dir: str, count: int, work_dir: Path) -> Path:
     """The first ``count`` Fashion-MNIST training images as ``<class>/<index>.png`` under ``work_dir``,
-    written once (about 25 s for all 60 000) and reused while complete."""
+    written once and reused while complete."""
     from PIL import Image
     from torchvision.datasets import FashionMNIST
 
@@ -332,10 +345,9 @@ def time_to_accuracy(data_dir: str, quick: bool, target: float = 0.93) -> dict:
 
     extra = ("--trainer.limit_train_batches=10", "--trainer.limit_val_batches=5", "--trainer.max_epochs=2",
              "--data.init_args.val_size=64") if quick else ()
-    model, datamodule, trainer = instantiate(
-        DEFAULT_CONFIG, f"--data.data_dir={data_dir}", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--trainer.logger=false", "--last_checkpoint=false",
-        "--trainer.callbacks=[]", "--checkpoint.monitor=null", *extra)
+    built = parts(DEFAULT_CONFIG, f"--data.data_dir={data_dir}", *QUIET, "--trainer.callbacks=[]",
+                  "--checkpoint.monitor=null", *extra)
+    model, datamodule, trainer = built.model, built.datamodule, built.trainer
     stop = EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=target, patience=10**6)
     reached: dict[str, float] = {}
 
@@ -396,8 +408,8 @@ def bootstrap_interval(ratios: list[float], level: float = 0.95, resamples: int 
 
 def compare(case: str, work: str, sides: Callable[[], dict[str, Side]], chunks: int) -> dict:
     """Runs the sides' chunks interleaved: round r runs one chunk of every side, the order rotated by r
-    (the speed of 2 shared cores drifts by 10-25% within minutes; short alternating chunks see the same
-    minutes). Each side's ratio is the median over rounds of (its chunk time / the first side's chunk
+    (the speed of shared cores drifts within minutes; short alternating chunks see the same minutes).
+    Each side's ratio is the median over rounds of (its chunk time / the first side's chunk
     time in the same round) ["template" / "plain" for two sides], with a 95% bootstrap interval over
     rounds. ``sides()`` builds every side from the same starting point, untimed; so is each chunk's
     preparation (a fresh Trainer)."""

@@ -1,7 +1,7 @@
 """The README's pictures, taken from the TensorBoard event files of the report's runs.
 
-    python scripts/reproduce.py --data-dir ../shared/data     # the runs (or any report)
-    python scripts/pictures.py                                # -> docs/images/*.png
+    python lab/reproduce.py --data-dir ../shared/data     # the runs (or any report)
+    python lab/pictures.py                                # -> docs/images/*.png
 
 Each picture is the last image a panel logged under its tag in the run of ``reports/RESULTS.json``
 (default recipe, first seed; ``--recipe source`` for the source recipes), resized to at most
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = Path(args.report)
     if not report.is_file():
-        parser.error(f"no report at {report}; run scripts/reproduce.py first")
+        parser.error(f"no report at {report}; run lab/reproduce.py first")
     rows = {row["name"]: row for row in json.loads(report.read_text())["experiments"]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,23 +28,3 @@ def check_fraction(name: str, value: float, allow_zero: bool = True) -> None:
         bound = "[0, 1)" if allow_zero else "(0, 1)"
         raise ConfigError(f"{name}={value!r} is invalid; expected a fraction in {bound}.")
 
-
-def cpu_info() -> tuple[str, set[str]]:
-    """The CPU's model name and feature flags (Linux's /proc/cpuinfo; ``("unknown", set())`` elsewhere)."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                name, _, rest = line.partition(":")
-                if name.strip() == "model name" and model == "unknown":
-                    model = rest.strip()
-                elif name.strip() == "flags" and not flags:
-                    flags = set(rest.split())
-    except OSError:
-        pass
-    return model, flags
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])

@@ -94,8 +94,8 @@ class FashionCNN(nn.Module):
     The text's ``Dropout2d`` on a flat tensor is deprecated; plain dropout does what it meant.
 
     ``channels_last`` keeps the convolution weights and inputs in channels-last memory format (same
-    maths, other float rounding): a training step on 2 CPU cores ran 1.3-1.6x faster in 32-bit (AVX2,
-    batch 32-256) and 1.2-1.3x (AVX-512), see docs/benchmarks.md; ``False`` gives PyTorch's default layout.
+    maths, other float rounding) because CPU convolutions run faster that way (docs/speed.md); ``False`` gives
+    PyTorch's default layout.
     """
 
     def __init__(self, in_features: int = 28 * 28, out_features: int = 10, dropout: float = 0.25,

@@ -1,12 +1,16 @@
-"""Callbacks the tests inject into real runs from the command line (``--trainer.callbacks+=...``)."""
+"""Shared test helpers: callbacks the tests inject into real runs (``--trainer.callbacks+=...``), tiny data
+writers, a free port, the tags of a run's event files."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 class KillAtBatch(pl.Callback):
@@ -57,3 +61,93 @@ class StallCheckpointWrite(pl.Callback):
             return len(data)
 
         LocalFileOpener.write = write
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS picks it), for a server or a process group a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Tiny data sets the tests write: Fashion-MNIST IDX files, CSV tables, folders of PNGs.
+# (Imports inside: the runs that load the callbacks above do not need them.)
+
+
+def write_idx(folder: Path, train: int = 96, test: int = 32, gz: bool = False, seed: int = 0) -> Path:
+    """Tiny Fashion-MNIST-format files under ``folder/FashionMNIST/raw``: image i's first pixel holds
+    i % 256; labels i % 10. Returns ``folder`` (the datamodule's ``data_dir``)."""
+    import gzip
+    import struct
+
+    import torch
+
+    raw = folder / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    for prefix, count in (("train", train), ("t10k", test)):
+        images = torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        images[:, 0, 0] = torch.arange(count, dtype=torch.uint8)
+        labels = (torch.arange(count) % 10).to(torch.uint8)
+        blobs = {
+            f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, count, 28, 28) + images.numpy().tobytes(),
+            f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, count) + labels.numpy().tobytes(),
+        }
+        for name, blob in blobs.items():
+            if gz:
+                (raw / f"{name}.gz").write_bytes(gzip.compress(blob))
+            else:
+                (raw / name).write_bytes(blob)
+    return folder
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return path
+
+
+def wine_csv(path: Path) -> Path:
+    """scikit-learn's wine data (178 rows, 13 numeric columns) as a CSV file, the class names in column ``class``."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine()
+    return write_csv(path, [*wine.feature_names, "class"],
+                     [[*row, wine.target_names[label]] for row, label in zip(wine.data.tolist(), wine.target)])
+
+
+IMAGE_CLASSES = ["bar", "column", "cross"]  # the class folders write_folder writes
+
+
+def write_folder(root: Path, per_class: int = 40, colour: bool = False, seed: int = 0) -> Path:
+    """``root/<class>/NNN.png`` for each of IMAGE_CLASSES: noisy 28x28 pictures of a horizontal bar, a
+    vertical bar or a cross, somewhere in the image (grey, or three channels: the grey, half of it and
+    its inverse). Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    generator = np.random.default_rng(seed)
+    for name in IMAGE_CLASSES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            image = generator.integers(0, 60, (28, 28)).astype(np.uint8)
+            row, column = generator.integers(6, 28 - 6, 2)
+            if name in ("bar", "cross"):
+                image[row - 2: row + 2, 3:-3] = 230
+            if name in ("column", "cross"):
+                image[3:-3, column - 2: column + 2] = 230
+            pixels = np.stack([image, image // 2, 255 - image], -1) if colour else image
+            Image.fromarray(pixels).save(root / name / f"{index:03d}.png")
+    return root
+
+
+def event_tags(run_dir: Path) -> dict[str, set[str]]:
+    tags: dict[str, set[str]] = {"scalars": set(), "images": set()}
+    for path in run_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(path), size_guidance={"images": 0, "scalars": 0})
+        accumulator.Reload()
+        for kind in tags:
+            tags[kind] |= set(accumulator.Tags()[kind])
+    return tags

@@ -1,4 +1,4 @@
-"""The benchmark script in quick mode, so it cannot rot (its timings are not asserted)."""
+"""lab/benchmark.py in quick mode, so it cannot rot (its timings are not asserted)."""
 
 import json
 import subprocess
@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--cases", "iris",
+    done = subprocess.run([sys.executable, str(ROOT / "lab" / "benchmark.py"), "--quick", "--cases", "iris",
                            "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())["cases"][0]
@@ -28,7 +28,7 @@ def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
 def test_compare_interleaves_chunks_and_reports_the_median_ratio_with_a_bootstrap_interval(monkeypatch):
     """A drifting machine must not be charged to one side: the sides alternate chunk by chunk, the
     first side rotating each round; the ratio is the median of per-round ratios."""
-    from scripts import benchmark
+    from lab import benchmark
 
     calls: list[str] = []
     durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0, 1.0])  # per chunk, in call order
@@ -58,7 +58,7 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
     import random
     import statistics
 
-    from scripts.benchmark import bootstrap_interval
+    from lab.benchmark import bootstrap_interval
 
     generator = random.Random(1)
     few = [1.0 + generator.gauss(0, 0.1) for _ in range(6)]
@@ -75,11 +75,11 @@ def test_fashion_cases_in_quick_mode_on_tiny_idx_files(tmp_path):
     """The Fashion-MNIST cases run end to end on files the test writes: the in-fit interleaving does the
     same work on both sides of the tensor-loop case (equal losses), and the image-folder case writes the
     training images as PNGs under the class names and reads them back through its cache."""
-    from tests.test_fashion_mnist import write_idx
+    from tests.helpers import write_idx
 
     data = write_idx(tmp_path / "tiny", train=400, test=64)
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--cases", "fashion,data",
+    done = subprocess.run([sys.executable, str(ROOT / "lab" / "benchmark.py"), "--quick", "--cases", "fashion,data",
                            "--data-dir", str(data), "--work-dir", str(tmp_path / "work"), "--json", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

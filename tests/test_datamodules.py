@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from datamodules import IrisDataModule, TensorBatches, TensorDataModule
+from datamodules.tensor import stratified_split
 from lightning_models.checks import ConfigError
 
 
@@ -103,3 +104,24 @@ def test_ranks_are_dealt_disjoint_equal_shares_of_one_epoch_order():
             assert share.tolist() == whole[: count - count % world_size][rank::world_size].tolist()
     other_epoch = epoch_order(150, torch.Generator(), 5, 4, True, 0, 3)
     assert other_epoch.tolist() != epoch_order(150, torch.Generator(), 5, 3, True, 0, 3).tolist()
+
+
+def test_stratified_split_is_seeded_keeps_each_class_share_and_draws_nothing_at_zero():
+    labels = np.repeat([0, 1, 2], [30, 60, 10])
+    rows = np.arange(100)
+    kept, drawn = stratified_split(rows, 0.2, labels, seed=1)
+    assert np.bincount(labels[drawn], minlength=3).tolist() == [6, 12, 2]
+    assert sorted([*kept, *drawn]) == list(range(100))
+    assert all(np.array_equal(a, b) for a, b in zip(stratified_split(rows, 0.2, labels, seed=1), (kept, drawn)))
+    assert not np.array_equal(np.sort(stratified_split(rows, 0.2, labels, seed=2)[1]), np.sort(drawn))
+    everything, nothing = stratified_split(rows, 0.0, labels, seed=1)
+    assert everything is rows and len(nothing) == 0
+    # a list of (file, class) pairs, as the image folder splits, gets the same draw as their row numbers
+    items = [(f"{row:03d}.png", int(label)) for row, label in zip(rows, labels)]
+    assert [items.index(item) for item in stratified_split(items, 0.2, labels.tolist(), seed=1)[1]] == drawn.tolist()
+    with pytest.raises(ValueError):  # a class of one cannot be divided
+        stratified_split(rows[:11], 0.5, np.array([0] * 10 + [1]), seed=0)
+
+
+def test_iris_class_names_are_known_when_built():
+    assert IrisDataModule().class_names == ["setosa", "versicolor", "virginica"]

@@ -5,47 +5,26 @@ from __future__ import annotations
 import csv
 import json
 import os
-from pathlib import Path
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from datamodules import ImageFolderDataModule
+from datamodules import ImageFolderDataModule, image_folder
 from datamodules.image_folder import Decoded
 from lightning_models.checks import ConfigError
 from tests.conftest import CONFIGS, run_train
-from tests.test_cli import event_tags
+from tests.helpers import IMAGE_CLASSES, event_tags, write_folder
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-CLASSES = ["bar", "column", "cross"]
-
-
-def pattern(kind: str, generator: np.random.Generator, size: int = 28, colour: bool = False) -> np.ndarray:
-    """A noisy 28x28 picture of a horizontal bar, a vertical bar or a cross, somewhere in the image."""
-    image = generator.integers(0, 60, (size, size)).astype(np.uint8)
-    row, column = generator.integers(6, size - 6, 2)
-    if kind in ("bar", "cross"):
-        image[row - 2: row + 2, 3:-3] = 230
-    if kind in ("column", "cross"):
-        image[3:-3, column - 2: column + 2] = 230
-    return np.stack([image, image // 2, 255 - image], -1) if colour else image
-
-
-def write_folder(root: Path, per_class: int = 40, colour: bool = False, seed: int = 0) -> Path:
-    generator = np.random.default_rng(seed)
-    for name in CLASSES:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            Image.fromarray(pattern(name, generator, colour=colour)).save(root / name / f"{index:03d}.png")
-    return root
 
 
 def test_folder_names_are_classes_and_the_split_is_seeded_and_stratified(tmp_path):
     root = write_folder(tmp_path / "images")
     data = ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.2)
-    assert data.class_names == CLASSES and data.num_features == 784 and data.num_outputs == 3
+    assert data.class_names == IMAGE_CLASSES and data.num_features == 784 and data.num_outputs == 3
     data.setup()
     sizes = {split: len(labels) for split, (_, labels) in data.splits.items()}
     assert sizes == {"train": 72, "val": 24, "test": 24}
@@ -67,7 +46,8 @@ def test_the_decoded_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path, m
     def no_decoding(self, index):
         raise AssertionError("decoded again although the cache is valid")
 
-    second = ImageFolderDataModule(str(root), batch_size=8)  # reads one image's header (its size) only
+    second = ImageFolderDataModule(str(root), batch_size=8)
+    assert second.num_features == 784  # the first image, decoded for its size, before decoding is forbidden
     monkeypatch.setattr(Decoded, "__getitem__", no_decoding)
     second.setup()
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first.splits.values(), second.splits.values()))
@@ -124,7 +104,7 @@ def test_example_config_trains_logs_the_image_panels_and_predicts_with_folder_na
                            "images", "--ckpt_path", metrics["checkpoints"]["best"], *QUIET], tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     table = list(csv.DictReader((run / "predictions-test.csv").open()))
-    assert {row["target_name"] for row in table} == set(CLASSES) and len(table) == 18
+    assert {row["target_name"] for row in table} == set(IMAGE_CLASSES) and len(table) == 18
 
 
 def test_beyond_the_memory_budget_images_stream_and_still_train(tmp_path):
@@ -165,11 +145,43 @@ def test_bad_folders_are_one_clear_error(tmp_path, damage):
         (root / "empty").mkdir()
         named = "empty"
     elif damage == "one_class":
-        for name in CLASSES[1:]:
+        for name in IMAGE_CLASSES[1:]:
             for path in (root / name).iterdir():
                 path.unlink()
             (root / name).rmdir()
+    data = ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.2)  # building reads nothing
     with pytest.raises(ConfigError) as error:
-        ImageFolderDataModule(str(root), val_fraction=0.2, test_fraction=0.2).setup()
+        data.setup()
     assert named in str(error.value), str(error.value)
     assert not (root / ".template-cache").exists() or damage not in ("undecodable", "mixed_sizes")
+
+
+def test_the_folder_is_listed_once_and_decoded_only_in_setup(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "images", per_class=6)
+    scans, decodes = [], []
+    scan, read_image = image_folder.scan, image_folder.read_image
+    monkeypatch.setattr(image_folder, "scan", lambda path: scans.append(path) or scan(path))
+    monkeypatch.setattr(image_folder, "read_image", lambda path, mode: decodes.append(path) or read_image(path, mode))
+    data = ImageFolderDataModule(str(root), color="grayscale", image_size=28, batch_size=4, val_fraction=0.2, test_fraction=0.2)
+    assert scans == [] and decodes == []
+    assert (data.num_features, data.num_outputs, data.class_names) == (784, 3, IMAGE_CLASSES)
+    assert len(scans) == 1 and decodes == []  # listed; sizes given, so nothing decoded
+    data.setup()
+    assert len(scans) == 1 and len(decodes) == 18
+    with pytest.raises(ConfigError, match="root='nowhere': no such folder"):
+        _ = ImageFolderDataModule("nowhere").num_features
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"test_fraction": 0.0}, "test_fraction=0"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "val_fraction + test_fraction < 1"),
+])
+def test_fractions_that_leave_no_split_are_refused(tmp_path, options, named):
+    root = write_folder(tmp_path / "images", per_class=5)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        ImageFolderDataModule(str(root), **options).setup()
+
+
+def test_bad_augmentation_options_are_refused():
+    with pytest.raises(ConfigError, match="augment_from_epoch=-1"):
+        ImageFolderDataModule("not_read", augment_from_epoch=-1)

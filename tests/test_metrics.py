@@ -74,8 +74,8 @@ def test_max_abs_error_is_reduced_to_the_largest_over_ranks(tmp_path):
 def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_model(tmp_path):
     """The third task kind: test/recon_mse and test/loss in metrics.json equal the mean squared
     reconstruction error computed with numpy from the reloaded best checkpoint on the test rows."""
-    from lightning_models.checkpoints import load_module
     from lightning_models import build
+    from lightning_models.checkpoints import load_module
 
     config = CONFIGS / "iris_autoencoder.yaml"
     done = run_train(["fit", "--config", str(config), "--trainer.max_epochs=10", *QUIET], tmp_path)

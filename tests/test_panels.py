@@ -13,9 +13,9 @@ from sklearn.metrics import confusion_matrix, recall_score
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from datamodules import PlaneDataModule
+from datamodules.synthetic import describe_polynomial
 from lightning_models import ClassificationModule
 from lightning_models.callbacks import ConfusionMatrixPanel, DecisionSurfacePanel, ObservedVsPredictedPanel, PerClassAccuracyPanel
-from lightning_models.callbacks.synthetic import describe_polynomial
 from lightning_models.nets import MLP
 from tests.conftest import CONFIGS, build_from_config
 

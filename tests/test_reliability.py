@@ -242,7 +242,7 @@ def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluatio
 
 
 def test_torchrun_two_nodes_on_one_machine_equal_one_process(tmp_path):
-    """The README's multi-node command, as two torchrun launchers (node ranks 0 and 1) on 127.0.0.1, gloo,
+    """docs/resume-ddp.md's multi-node command, as two torchrun launchers (node ranks 0 and 1) on 127.0.0.1, gloo,
     one process each, in one shared folder as on a cluster file system."""
     from tests.helpers import free_port
 

@@ -1,4 +1,4 @@
-"""scripts/reproduce.py in quick mode on the tabular and synthetic experiments, and the README table check."""
+"""lab/reproduce.py in quick mode on the iris and synthetic experiments, and the generated-table check."""
 
 from __future__ import annotations
 
@@ -14,14 +14,18 @@ import numpy as np
 import pytest
 import yaml
 
-from scripts.reproduce import EXPERIMENTS, readme_check
+from lab.tables import check_tables
+from lightning_models.experiments import EXPERIMENTS, parse_seeds
+from lightning_models.run import RunResult
 from tests.conftest import ROOT
+
+REPRODUCE = ROOT / "lab" / "reproduce.py"
 
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("reproduce")
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--only", "iris,synthetic",
+    done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--only", "iris,synthetic",
                            "--accelerator", "cpu", "--out", "reports"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,22 +56,26 @@ def test_quick_reproduce_writes_a_complete_report(quick_report):
         assert "](../lightning_logs/" in cells[8]
 
 
-def test_readme_results_table_is_the_committed_report(tmp_path):
-    report = ROOT / "reports" / "RESULTS.json"
-    assert readme_check(report, ROOT / "README.md", update=False) == 0
-    # and the check notices a hand edit
-    text = (ROOT / "README.md").read_text()
-    start = text.index("<!-- results table")
-    row = text.index("| `iris_mlp_classifier` |", start)
-    number = re.search(r"\d\.\d{3}", text[row:])
-    edited = text[: row + number.start()] + "0.123" + text[row + number.end():]
-    (tmp_path / "README.md").write_text(edited)
-    assert readme_check(report, tmp_path / "README.md", update=False) == 1
+def test_generated_tables_are_the_committed_report_and_registry(tmp_path):
+    """README.md's experiments table and docs/results.md's results table are what the generator writes, and the
+    check notices a hand edit in either."""
+    report, readme, results = ROOT / "reports" / "RESULTS.json", ROOT / "README.md", ROOT / "docs" / "results.md"
+    assert check_tables(report, readme, results, EXPERIMENTS, update=False) == 0
+    for path, marker, edit in ((results, "<!-- results table", lambda line: re.sub(r"\d\.\d{3}", "0.123", line, count=1)),
+                               (readme, "<!-- experiments table", lambda line: line.replace("`MLP`", "`Net`"))):
+        text = path.read_text()
+        row = text.index("| `iris_mlp_classifier` |", text.index(marker))
+        end = text.index("\n", row)
+        assert edit(text[row:end]) != text[row:end]
+        edited = tmp_path / path.name
+        edited.write_text(text[:row] + edit(text[row:end]) + text[end:])
+        pages = {readme: readme, results: results, path: edited}
+        assert check_tables(report, pages[readme], pages[results], EXPERIMENTS, update=False) == 1, path
 
 
 def test_only_replaces_its_rows_and_keeps_the_others(tmp_path):
     def reproduce(*options: str) -> dict:
-        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--accelerator", "cpu",
+        done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--accelerator", "cpu",
                                "--out", "reports", *options], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
@@ -89,11 +97,12 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
     import argparse
     import statistics
 
-    from scripts.reproduce import parse_seeds, run_all, table
+    from lab.reproduce import run_all
+    from lab.tables import table
 
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("0,2,5") == [0, 2, 5] and parse_seeds("3") == [3]
     for bad in ("4-0", "a", "1-", ""):
-        with pytest.raises(ValueError, match="--seeds"):
+        with pytest.raises(ValueError, match="seeds"):
             parse_seeds(bad)
     by_name = {e.name: e for e in EXPERIMENTS}
     planted = {  # seed -> source-recipe val/recon_mse; text 000 reports 0.0937
@@ -108,10 +117,10 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
         name = config.stem
         recipe = "source" if config.parent.name == "source" else "default"
         mse = planted[name][seed] if recipe == "source" else 0.05 + seed / 100
-        return {"epochs": 3, "global_step": 3, "run_dir": str(tmp_path / f"{name}_{recipe}_{seed}"),
-                "train": {"train/mse": mse, "train/recon_mse": mse},
-                "val": {"val/mse": mse, "val/recon_mse": mse},
-                "test": {"test/r2": 0.9 - seed / 100, "test/recon_mse": mse}}
+        metrics = {"train": {"train/mse": mse, "train/recon_mse": mse}, "val": {"val/mse": mse, "val/recon_mse": mse},
+                   "test": {"test/r2": 0.9 - seed / 100, "test/recon_mse": mse}}
+        return RunResult(metrics, tmp_path / f"{name}_{recipe}_{seed}", {"best": None, "last": None}, {},
+                         {"epochs": 3, "global_step": 3, **metrics})
 
     args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None)
     rows = {row["name"]: row for row in run_all([by_name["iris_autoencoder"], by_name["iris_mlp_regressor"]], args, fake)}
@@ -138,9 +147,9 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
 def test_pictures_are_the_panels_of_the_report_runs(quick_report, tmp_path):
     from PIL import Image
 
-    from scripts.pictures import PICTURES, last_image
+    from lab.pictures import PICTURES, last_image
 
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "pictures.py"), "--report",
+    done = subprocess.run([sys.executable, str(ROOT / "lab" / "pictures.py"), "--report",
                            str(quick_report / "reports" / "RESULTS.json"), "--out", str(tmp_path), "--width", "300"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1  # the report has no Fashion-MNIST runs: those two are named, the rest written
@@ -165,16 +174,16 @@ def test_readme_images_exist():
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
     assert len(images) >= 8
     missing = [image for image in images if not (ROOT / image).is_file()]
-    assert not missing, f"README shows missing images: {missing} (python scripts/pictures.py)"
+    assert not missing, f"README shows missing images: {missing} (python lab/pictures.py)"
     for image in images:
         assert (ROOT / image).read_bytes().startswith(b"\x89PNG")
 
 
 def test_quick_reproduce_runs_the_fashion_rows_on_tiny_idx_files(tmp_path):
-    from tests.test_fashion_mnist import write_idx
+    from tests.helpers import write_idx
 
     data = write_idx(tmp_path / "tiny", train=300, test=64)
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--quick", "--only", "fashion",
+    done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--only", "fashion",
                            "--accelerator", "cpu", "--data-dir", str(data), "--out", "reports"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

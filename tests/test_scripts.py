@@ -14,7 +14,8 @@ from tests.conftest import CONFIGS, ROOT, run_train
 
 
 def script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], cwd=cwd, capture_output=True, text=True,
+    folder = "lab" if name in ("reproduce.py", "benchmark.py", "pictures.py") else "scripts"
+    return subprocess.run([sys.executable, str(ROOT / folder / name), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 

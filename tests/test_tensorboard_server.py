@@ -1,23 +1,28 @@
 """TensorBoard as a user sees it: a real server on 127.0.0.1 over short runs, queried through its HTTP data API
-and looked at in a real headless Chromium (screenshots kept in test-artifacts/, or $TEST_ARTIFACTS)."""
+and looked at in Debian's headless Chromium through Playwright (screenshots kept in test-artifacts/, or $TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
+import shutil
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser import DEEP_ELEMENTS, Browser, find_chromium
+from lightning_models import run
 from tests.conftest import CONFIGS
-from tests.test_fashion_mnist import write_idx
+from tests.helpers import free_port, write_idx
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 RUNS = {
@@ -32,31 +37,23 @@ EXPECTED_IMAGES = {
     "iris_mlp_classifier": {"val/confusion_matrix", "test/confusion_matrix"},
     "iris_mlp_regressor": {"val/observed_vs_predicted", "test/observed_vs_predicted"},
     "xor_logistic_regression_quadrant": {"test/decision_surface"},
-    "fashion_cnn": {"data/sample_images", "val/misclassified", "test/misclassified", "test/confusion_matrix",
+    "fashion_cnn": {"data/sample_images", "test/misclassified", "test/confusion_matrix",
                     "test/per_class_accuracy"},
 }
 
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory) -> Path:
-    from lightning_models.cli import TemplateCLI
-
     root = tmp_path_factory.mktemp("tensorboard")
     write_idx(root / "tiny")
     here = os.getcwd()
     os.chdir(root)
     try:
         for args in RUNS.values():
-            TemplateCLI(args=["fit", *args, *QUIET])
+            run(*args, *QUIET)
     finally:
         os.chdir(here)
     return root / "lightning_logs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(port: int, path: str, **query: str) -> bytes:
@@ -115,38 +112,73 @@ def test_server_serves_the_panels_as_png_images(server):
 
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+# Every element of the page, shadow roots included (TensorBoard's dashboards are web components).
+DEEP_ELEMENTS = """
+const all = []; const walk = (root) => { for (const e of root.querySelectorAll('*')) { all.push(e);
+  if (e.shadowRoot) walk(e.shadowRoot); } }; walk(document);
+"""
 VISIBLE_TEXT = DEEP_ELEMENTS + """
 const text = all.filter(e => !['STYLE', 'SCRIPT'].includes(e.tagName) && !e.children.length)
   .map(e => e.textContent.trim()).filter(Boolean);
 """
 
 
+# Nothing but package registries is reachable: Debian's chromium instead of a browser Playwright downloads, kept
+# from calling out (sync, updates, QUIC) and from needing a GPU or a sandbox.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
 @pytest.fixture(scope="module")
-def browser():
-    if find_chromium() is None:
+def chromium() -> Iterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
-    with Browser() as page:
-        yield page
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no playwright (pip install -e '.[test]')")
+    with sync_api.sync_playwright() as playwright:
+        # Each launch gets a fresh temporary user-data-dir, removed on close.
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
-def test_browser_shows_the_misclassified_grid_card_with_its_image_loaded(server, browser):
-    browser.open(f"http://127.0.0.1:{server}/#images")
-    found = browser.wait_for(DEEP_ELEMENTS + """
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    yield page
+    page.close()
+
+
+def wait_for(page: Page, script: str, timeout_s: float = 60) -> Any:
+    """The first truthy value of ``script``'s last expression, tried every half second; None after ``timeout_s``.
+    A script that throws counts as not yet: TensorBoard builds its components while the page loads."""
+    from playwright.sync_api import TimeoutError
+
+    try:
+        found = page.wait_for_function(f"try {{ {script}\n}} catch (error) {{ null; }}", polling=500, timeout=timeout_s * 1000)
+    except TimeoutError:
+        return None
+    return found.json_value()
+
+
+def test_browser_shows_the_misclassified_grid_card_with_its_image_loaded(server, page):
+    page.goto(f"http://127.0.0.1:{server}/#images")
+    found = wait_for(page, DEEP_ELEMENTS + """
       // the card: an image loader whose heading names the tag; scrolled into view, it loads its image
       const card = all.find(e => e.tagName === 'TF-IMAGE-LOADER' && e.tag === 'test/misclassified'
                                  && e.run.startsWith('fashion_cnn'));
       if (card) card.scrollIntoView();
       const image = card && [...card.shadowRoot.querySelectorAll('img')].find(e => e.complete && e.naturalWidth > 0);
       image ? [image.naturalWidth, image.naturalHeight, image.getBoundingClientRect().width] : null;""")
-    browser.screenshot(ARTIFACTS / "tensorboard_images.png")
+    page.screenshot(path=ARTIFACTS / "tensorboard_images.png")
     assert found, f"no loaded test/misclassified image card (screenshot: {ARTIFACTS / 'tensorboard_images.png'})"
     width, height, shown = found
     assert width >= 200 and height >= 100 and shown > 100  # the grid, drawn at a visible size
 
 
-def test_browser_shows_the_val_acc_chart_with_its_line(server, browser):
-    browser.open(f"http://127.0.0.1:{server}/#scalars")
-    found = browser.wait_for(DEEP_ELEMENTS + """
+def test_browser_shows_the_val_acc_chart_with_its_line(server, page):
+    page.goto(f"http://127.0.0.1:{server}/#scalars")
+    found = wait_for(page, DEEP_ELEMENTS + """
       // TensorBoard opens the first sections only: open "val" as a click on its heading does
       const pane = all.find(e => e.tagName === 'TF-CATEGORY-PAGINATED-VIEW' && e.category && e.category.name === 'val');
       if (pane && !pane.opened) pane.opened = true;
@@ -158,16 +190,16 @@ def test_browser_shows_the_val_acc_chart_with_its_line(server, browser):
       const lines = inside.filter(e => e.tagName.toLowerCase() === 'path' && (e.getAttribute('d') || '').split(/[ML]/).length > 2
                                        && e.getBoundingClientRect().width > 10);
       card && lines.length ? lines.length : null;""")
-    browser.screenshot(ARTIFACTS / "tensorboard_scalars.png")
+    page.screenshot(path=ARTIFACTS / "tensorboard_scalars.png")
     assert found, f"no val/acc chart with a drawn line (screenshot: {ARTIFACTS / 'tensorboard_scalars.png'})"
 
 
-def test_browser_hparams_table_shows_the_final_metrics_and_readable_names(server, browser, log_dir):
+def test_browser_hparams_table_shows_the_final_metrics_and_readable_names(server, page, log_dir):
     recorded = json.loads((log_dir / "iris_mlp_classifier" / "version_0" / "metrics.json").read_text())
     shown = f"{recorded['test']['test/acc']:#.5g}"  # TensorBoard writes 5 significant digits
-    browser.open(f"http://127.0.0.1:{server}/#hparams")
-    found = browser.wait_for(VISIBLE_TEXT + f"""
+    page.goto(f"http://127.0.0.1:{server}/#hparams")
+    found = wait_for(page, VISIBLE_TEXT + f"""
       text.includes('final_test/acc') && text.includes('optimizer.lr') && text.includes('{shown}') ? text : null;""")
-    browser.screenshot(ARTIFACTS / "tensorboard_hparams.png")
+    page.screenshot(path=ARTIFACTS / "tensorboard_hparams.png")
     assert found, f"HParams table without final_test/acc = {shown} (screenshot: {ARTIFACTS / 'tensorboard_hparams.png'})"
     assert not [cell for cell in found if cell.startswith("_") or "class_path" in cell or "init_args" in cell]

@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
 
+from lightning_models.callbacks.labels import class_names
 from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
-from lightning_models.callbacks.tabular import class_names
 
 
 def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:

@@ -11,13 +11,8 @@ from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_info
 from sklearn.linear_model import LogisticRegression
 
+from datamodules.synthetic import describe_polynomial
 from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
-
-
-def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
-    """Text 003's ``poly_desc``: ``y = +6.19 x^1 -4.80 x^2 +7.71 x^3 -2.04 x^4 +4.40``."""
-    terms = " ".join(f"{float(w):+.2f} x^{power}" for power, w in enumerate(weight.flatten(), start=1))
-    return f"y = {terms} {float(bias.flatten()[0]):+.2f}"
 
 
 class FunctionFitPanel(PredictionPanel):

@@ -7,12 +7,8 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from lightning_models.callbacks.labels import class_names
 from lightning_models.callbacks.panel import PredictionPanel
-
-
-def class_names(trainer: pl.Trainer, count: int) -> list[str]:
-    names = getattr(trainer.datamodule, "class_names", None)
-    return list(names) if names is not None and len(names) == count else [str(index) for index in range(count)]
 
 
 class ObservedVsPredictedPanel(PredictionPanel):

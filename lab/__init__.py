@@ -1,0 +1,1 @@
+"""The measurement lab: reproduction of every experiment, the benchmark, the README's pictures (see lab/README.md)."""

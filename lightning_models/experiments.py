@@ -1,0 +1,134 @@
+"""The experiment registry, ``configs/experiments.yaml``: one entry per experiment (its header explains the fields).
+
+    from lightning_models.experiments import EXPERIMENTS, load_registry
+    wine = load_registry("my_experiments.yaml")[0]
+    wine.config("default"), wine.data_overrides()
+
+The lab (``lab/reproduce.py``), the tests' parametrisation and the README's tables all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_models.checks import ConfigError
+
+REGISTRY = Path(__file__).resolve().parents[1] / "configs" / "experiments.yaml"
+REQUIRED = ("what", "group", "default_keys")
+CHECK_KINDS = ("floor", "ceiling", "near")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One registry entry. Paths are absolute: the registry's relative paths are resolved against its folder.
+
+    Args:
+        name, what, group: the entry's key, what it does, and the group ``--only`` selects it by (any word).
+        default_keys, source_keys: the metric keys shown for the default config and the source recipe.
+        default_config, source_config: the configs; ``source_config`` is None without a source recipe.
+        data_files: datamodule arguments that name files, as absolute paths (``data_overrides`` passes them).
+        needs_data_dir: the datamodule's ``data_dir`` comes from the lab's ``--data-dir`` (skipped without it).
+        seeds: the seeds of a full reproduction (``"0-4"``, ``"0,2"``).
+        The other fields are optional text and checks (see the registry's header).
+    """
+
+    name: str
+    what: str
+    group: str
+    default_keys: tuple[str, ...]
+    default_config: Path
+    source_config: Path | None = None
+    source_keys: tuple[str, ...] | None = None
+    texts: str | None = None
+    metric: str | None = None
+    reported: str | None = None
+    sklearn_key: str | None = None
+    digits: int = 3
+    check: dict[str, Any] | None = None
+    source_figure: dict[str, Any] | None = None
+    differs_because: str | None = None
+    seeds: str = "0-4"
+    data_files: dict[str, str] = field(default_factory=dict)
+    needs_data_dir: bool = False
+    quick_overrides: tuple[str, ...] = ()
+    tested_by: str | None = None
+
+    def config(self, recipe: str) -> Path:
+        """``recipe``: ``default`` or ``source``."""
+        if recipe == "source":
+            if self.source_config is None:
+                raise ConfigError(f"experiment {self.name!r} has no source recipe (no source_keys in the registry).")
+            return self.source_config
+        return self.default_config
+
+    def data_overrides(self, data_dir: str | Path | None = None) -> list[str]:
+        """Command-line options that point the datamodule at the experiment's files, from any working folder."""
+        options = [f"--data.init_args.{argument}={path}" for argument, path in self.data_files.items()]
+        if self.needs_data_dir and data_dir is not None:
+            options.append(f"--data.init_args.data_dir={data_dir}")
+        return options
+
+    def record(self) -> dict[str, Any]:
+        """The entry as plain JSON values (paths as text), as a report stores it."""
+        return {item.name: str(value) if isinstance(value := getattr(self, item.name), Path) else value
+                for item in fields(self)}
+
+
+ENTRY_FIELDS = {item.name for item in fields(Experiment)} - {"name", "default_config"} | {"config"}
+
+
+def load_registry(path: str | Path = REGISTRY) -> list[Experiment]:
+    """The entries of a registry file, in file order; a bad entry raises a one-line ``ConfigError``."""
+    path = Path(path).resolve()
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"experiment registry {path}: {error.strerror}") from None
+    if not isinstance(entries, dict) or not entries:
+        raise ConfigError(f"experiment registry {path}: expected a mapping of experiment names to entries")
+    return [experiment(name, entry, path.parent, path) for name, entry in entries.items()]
+
+
+def experiment(name: str, entry: Any, folder: Path, registry: Path) -> Experiment:
+    where = f"{registry}: experiment {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields, got {entry!r}")
+    if unknown := sorted(set(entry) - ENTRY_FIELDS):
+        raise ConfigError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(sorted(ENTRY_FIELDS))}")
+    if missing := [key for key in REQUIRED if key not in entry]:
+        raise ConfigError(f"{where}: missing {', '.join(missing)} (required: {', '.join(REQUIRED)})")
+    values = {key: tuple(value) if key.endswith(("_keys", "_overrides")) and value is not None else value
+              for key, value in entry.items() if key not in ("config", "source_config", "data_files")}
+    default_config = folder / entry.get("config", f"{name}.yaml")
+    source_config = folder / entry.get("source_config", f"source/{name}.yaml") if entry.get("source_keys") else None
+    for config in filter(None, (default_config, source_config)):
+        if not config.is_file():
+            raise ConfigError(f"{where}: no config {config} (paths are relative to the registry's folder)")
+    values["seeds"] = str(entry.get("seeds", Experiment.seeds))
+    try:
+        parse_seeds(values["seeds"])
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    check = entry.get("check")
+    if check is not None and not ("metric" in check and any(kind in check for kind in CHECK_KINDS)):
+        raise ConfigError(f"{where}: check {check!r} needs a metric and one of {', '.join(CHECK_KINDS)}")
+    data_files = {argument: str((folder / value).resolve()) for argument, value in (entry.get("data_files") or {}).items()}
+    return Experiment(name=name, default_config=default_config, source_config=source_config, data_files=data_files, **values)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]; ``"3"`` -> [3]."""
+    seeds: list[int] = []
+    for part in (part.strip() for part in str(text).split(",")):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())) or (dash and int(last) < int(first)):
+            raise ValueError(f"seeds {text!r}: {part!r} is not a seed or a range; give e.g. 0-4, 0,1,2 or 0")
+        seeds += [s for s in range(int(first), int(last or first) + 1) if s not in seeds]
+    return seeds
+
+
+EXPERIMENTS = load_registry()
