@@ -74,7 +74,10 @@ class TaskModule(pl.LightningModule):
         try:
             self.net = net(num_features, num_outputs)
         except TypeError as error:
-            raise ConfigError(f"net {net!r} cannot be called as net(num_features, num_outputs): {error}") from None
+            # LightningCLI hands a class from the config over as a partial holding it: name the class, not the partial
+            named = next((part for part in getattr(net, "args", ()) if isinstance(part, type)), net)
+            name = f"{named.__module__}.{named.__qualname__}" if isinstance(named, type) else repr(named)
+            raise ConfigError(f"net {name} cannot be called as net(num_features, num_outputs): {error}") from None
         try:  # torch checks lr, betas, weight_decay... when the optimizer is built: do it now, not mid-run
             optimizer([nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as error:

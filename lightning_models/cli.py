@@ -6,7 +6,6 @@ that order. What YAML cannot say is filled in by the small functions below, befo
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import warnings
@@ -158,7 +157,7 @@ def predict_into_run_folder(config: Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``scripts/train.py STAGE [options]``: bad input exits with status 2 and one or two lines (no traceback)."""
-    from lightning_models.errors import config_error_in, refused_argument
+    from lightning_models.errors import config_error_in
     from lightning_models.run import evaluate, run
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -169,14 +168,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(*args) if stage == "fit" else evaluate(stage, *args)
     except FloatingPointError as error:  # NonFiniteLossError: say where and why
         sys.exit(f"error: {error}")
-    except argparse.ArgumentError as error:
-        print(f"error: {config_error_in(error) or refused_argument(args)}\n(options: scripts/train.py {stage} --help)", file=sys.stderr)
-        raise SystemExit(2) from None
     except MisconfigurationException as error:  # Lightning refusing a Trainer setting
         print(f"error: trainer: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except ValueError as error:
+    except ValueError as error:  # ConfigError: a bad option, a bad config value, bad data
         if (cause := config_error_in(error)) is None:
             raise
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {cause}\n(options: scripts/train.py {stage} --help)", file=sys.stderr)
         raise SystemExit(2) from None

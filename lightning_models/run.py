@@ -10,6 +10,7 @@ tests call it from Python. ``build`` is the part under it that only builds (noth
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import sys
@@ -25,6 +26,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.cli import TemplateCLI
+from lightning_models.errors import config_error_in, short_error
 from lightning_models.hparams import readable_hparams
 from lightning_models.run_folders import run_folder
 
@@ -61,7 +63,13 @@ def arguments(args: Sequence[str | Path]) -> list[str]:
 
 def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> Parts:
     """Model, datamodule and trainer exactly as ``scripts/train.py STAGE`` builds them from the same arguments."""
-    cli = TemplateCLI(arguments(args), stage=stage, callbacks=callbacks)
+    words = arguments(args)
+    try:
+        cli = TemplateCLI(words, stage=stage, callbacks=callbacks)
+    except argparse.ArgumentError as error:  # the parser's report: one line on what it refused instead
+        raise short_error(error, words) from None
+    except ValueError as error:  # raised while building: our own check, wrapped by jsonargparse
+        raise config_error_in(error) or error from None
     return Parts(cli.model, cli.datamodule, cli.trainer, cli.config)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -20,13 +23,37 @@ CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python scripts/train.py ARGS`` in ``cwd``; returns the finished process (output captured)."""
-    env = dict(os.environ)
-    if extra_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+FRESH_PROCESS_CALLBACKS = ("KillAtBatch", "StallCheckpointWrite")  # they kill or stall the process they run in
+
+
+def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeout: int = 300,
+              fresh_process: bool = False) -> subprocess.CompletedProcess:
+    """``python scripts/train.py ARGS`` in ``cwd``; returns the finished process (output captured). It runs in this
+    process (``cli.main``, the script's only line) unless asked for a fresh one, or the run kills its process, or it
+    imports a package from ``extra_path``; a fresh interpreter costs seconds of imports per run."""
+    if fresh_process or extra_path is not None or any(name in arg for arg in args for name in FRESH_PROCESS_CALLBACKS):
+        env = dict(os.environ)
+        if extra_path is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
+        command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    from lightning_models.cli import main
+
+    out, err, here, code = io.StringIO(), io.StringIO(), os.getcwd(), 0
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exited:  # as the interpreter would report it
+        code = exited.code if isinstance(exited.code, int) else 0 if exited.code is None else 1
+        if isinstance(exited.code, str):
+            err.write(exited.code + "\n")
+    except Exception:
+        code = 1
+        err.write(traceback.format_exc())
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def build_from_config(config: str | Path, *overrides: str):

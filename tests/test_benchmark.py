@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(ROOT / "lab" / "benchmark.py"), "--quick", "--cases", "iris",
@@ -71,6 +72,7 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
     assert bootstrap_interval([1.2] * 5) == (1.2, 1.2)
 
 
+@pytest.mark.slow
 def test_fashion_cases_in_quick_mode_on_tiny_idx_files(tmp_path):
     """The Fashion-MNIST cases run end to end on files the test writes: the in-fit interleaving does the
     same work on both sides of the tensor-loop case (equal losses), and the image-folder case writes the

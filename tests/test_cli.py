@@ -199,30 +199,48 @@ def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
         (["--data.init_args.partition", "random"], "random"),
         (["--model.init_args.optimizer.init_args.lr", "-0.1"], "Invalid learning rate: -0.1"),
         (["--model.init_args.net.init_args.hidden_sizes", "[4, 0]"], "hidden_sizes=0"),
-        (["--model.init_args.net", '{"class_path": "torch.nn.Conv2d"}'], "required: kernel_size"),
+        (["--model.init_args.net", '{"class_path": "torch.nn.Conv2d"}'], "Conv2d requires in_channels, out_channels, kernel_size"),
+        (["--model.init_args.net", '{"class_path": "my.Net"}'], "is not valid; cannot import 'my.Net'"),
+        (["--model.init_args.label_smothing", "0.1"], "has no argument 'label_smothing' (did you mean 'label_smoothing'?)"),
         (["--model.init_args.optimizer", "lbfgs"], "lbfgs"),
         (["--data.init_args.batch_size", "0"], "batch_size=0"),
         (["--model.init_args.label_smoothing", "1.5"], "label_smoothing=1.5"),
         (["--trainer.no_such_key", "1"], "no_such_key"),
-        (["--data.init_args.batch_size", "abc"], "--data.init_args.batch_size: 'abc' is not valid; expected int or None"),
+        (["--data.init_args.batch_size", "abc"], "--data.init_args.batch_size: 'abc' is not valid; expected int | None"),
         (["--model.init_args.net.init_args.hidden_sizes", "abc"],
-         "--model.init_args.net.init_args.hidden_sizes: 'abc' is not valid; expected Sequence or None"),
+         "--model.init_args.net.init_args.hidden_sizes: 'abc' is not valid; expected Sequence[int]"),
         (["--trainer.max_epochs", "-5"], "trainer: `max_epochs` must be a non-negative integer or -1. You passed in -5."),
     ],
 )
-def test_bad_input_is_rejected_before_training(tmp_path, override, expected):
-    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), *override], tmp_path)
-    assert done.returncode == 2
-    assert expected in done.stderr
-    assert "Traceback" not in done.stderr and "usage:" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.strip() and "Seed set" not in line]
-    assert len(errors) <= 2, done.stderr  # the error and where --help is; the full usage stays on --help
+def test_bad_input_is_rejected_before_training(tmp_path, monkeypatch, capsys, override, expected):
+    """In this process (``scripts/train.py`` is ``cli.main``); the YAML test below checks a real process's stderr."""
+    from lightning_models.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), *override])
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert expected in stderr
+    assert "Traceback" not in stderr and "usage:" not in stderr
+    errors = [line for line in stderr.splitlines() if line.strip() and "Seed set" not in line]
+    assert len(errors) <= 2, stderr  # the error and where --help is; the full usage stays on --help
     assert not (tmp_path / "lightning_logs").exists()  # nothing that looks like a run
+
+
+def test_a_bad_value_inside_a_config_is_named_with_its_key(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  init_args:\n    net:\n      init_args: {hidden_sizes: [8], widthh: 16}\n"
+                      "data:\n  init_args: {batch_size: 4}\n")
+    done = run_train(["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--config", str(config)], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{config}: model.init_args.net.init_args.widthh: '16' is not valid; MLP has no argument 'widthh'" in done.stderr
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_yaml_syntax_error_names_the_file_and_the_place(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("trainer:\n  max_epochs: [1\n")
-    done = run_train(["fit", "--config", str(config)], tmp_path)
+    done = run_train(["fit", "--config", str(config)], tmp_path, fresh_process=True)  # a real process's stderr
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"{config}: not valid YAML (while parsing a flow sequence, line 2 column 15)" in done.stderr

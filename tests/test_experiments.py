@@ -119,6 +119,7 @@ def write_outside_experiment(folder: Path) -> tuple[Path, Path]:
     return packages, project / "experiments.yaml"
 
 
+@pytest.mark.slow
 def test_an_experiment_from_outside_the_project_passes_its_check_and_a_full_reproduction(tmp_path, monkeypatch):
     """A registry entry with no source-text fields, an unknown group, a net from its own package and a CSV
     given relative to the registry: the project's own checks pass in another working folder, and

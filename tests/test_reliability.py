@@ -108,6 +108,7 @@ RESUME_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(RESUME_CASES))
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, family):
     config, overrides, (epoch, batch), write_data = RESUME_CASES[family]
@@ -148,6 +149,7 @@ def test_ckpt_path_last_without_a_run_starts_from_scratch(tmp_path):
     assert newest_last_checkpoint("exp", tmp_path) == (str(tmp_path / "exp" / "version_2" / "checkpoints" / "last.ckpt"), 2)
 
 
+@pytest.mark.slow
 def test_kill_in_the_middle_of_a_checkpoint_write_leaves_the_last_good_one(tmp_path):
     """A real run stalls halfway through writing a checkpoint (``StallCheckpointWrite``), signals it by a
     marker file and is SIGKILLed there: the half-written bytes are in a temporary file, every ``.ckpt``
@@ -186,6 +188,7 @@ def test_kill_in_the_middle_of_a_checkpoint_write_leaves_the_last_good_one(tmp_p
         assert got[key] == expected[key], key
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_trains_and_logs_once(tmp_path):
     (tmp_path / "ddp").mkdir(), (tmp_path / "single").mkdir()
     args = ["fit", "--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.accelerator=cpu",
@@ -217,6 +220,7 @@ DDP_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(DDP_CASES))
 def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluation(tmp_path, family):
     """Two CPU ranks with mini-batches: each rank takes half the training rows (the step count shows it),
@@ -241,6 +245,7 @@ def test_ddp_mini_batches_deal_the_rows_and_reduce_to_a_single_process_evaluatio
     assert metrics["test"]["test/loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_torchrun_two_nodes_on_one_machine_equal_one_process(tmp_path):
     """docs/resume-ddp.md's multi-node command, as two torchrun launchers (node ranks 0 and 1) on 127.0.0.1, gloo,
     one process each, in one shared folder as on a cluster file system."""

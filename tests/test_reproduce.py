@@ -32,6 +32,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_quick_reproduce_writes_a_complete_report(quick_report):
     tmp_path = quick_report
     report = json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
@@ -73,6 +74,7 @@ def test_generated_tables_are_the_committed_report_and_registry(tmp_path):
         assert check_tables(report, pages[readme], pages[results], EXPERIMENTS, update=False) == 1, path
 
 
+@pytest.mark.slow
 def test_only_replaces_its_rows_and_keeps_the_others(tmp_path):
     def reproduce(*options: str) -> dict:
         done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--accelerator", "cpu",
@@ -144,6 +146,7 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
     assert "| differs |" in line and "0.0617 ± 0.0076" in line and "0.8900 ± 0.0100" in line
 
 
+@pytest.mark.slow
 def test_pictures_are_the_panels_of_the_report_runs(quick_report, tmp_path):
     from PIL import Image
 
@@ -179,6 +182,7 @@ def test_readme_images_exist():
         assert (ROOT / image).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_quick_reproduce_runs_the_fashion_rows_on_tiny_idx_files(tmp_path):
     from tests.helpers import write_idx
 

@@ -71,6 +71,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_killed_worker_then_resume_gives_exactly_the_requested_trials(tmp_path):
     kill = {"class_path": "tests.helpers.KillAtBatch",
             "init_args": {"epoch": 2, "once": str(tmp_path / "killed-once"), "log_dir_contains": "trial_1"}}
@@ -125,6 +126,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "4", "--workers", "2", "--pruner", "none",
                   "--name", "pg", "--storage", postgres_url, "--", *SHORT], tmp_path)
@@ -148,6 +150,7 @@ def finished_sweep(tmp_path_factory) -> Path:
     return cwd / "lightning_logs" / "iris_mlp_classifier" / "s"
 
 
+@pytest.mark.slow
 def test_best_yaml_retrains_to_the_best_trials_metrics(finished_sweep, tmp_path):
     study = journal_study(finished_sweep)
     best = study.best_trial
@@ -165,6 +168,7 @@ def test_best_yaml_retrains_to_the_best_trials_metrics(finished_sweep, tmp_path)
     assert f"| {best.number} | " in (finished_sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_seeds_train_each_trial_once_per_seed_and_the_mean_counts(tmp_path):
     done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "1", "--seeds", "0,1", "--name", "m",
                   "--", *SHORT], tmp_path)
@@ -194,6 +198,7 @@ def post(port: int, path: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_tensorboard_hparams_lists_every_trial_with_its_values(finished_sweep):
     study = journal_study(finished_sweep)
     port = free_port()

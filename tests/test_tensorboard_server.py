@@ -24,6 +24,8 @@ from tests.helpers import free_port, write_idx
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
+pytestmark = pytest.mark.slow  # a real server and browser over four runs: the whole suite, not the fast tier
+
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 RUNS = {
     "iris_mlp_classifier": ["--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--trainer.max_epochs=2"],
