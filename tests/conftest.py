@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -29,9 +30,9 @@ FRESH_PROCESS_CALLBACKS = ("KillAtBatch", "StallCheckpointWrite")  # they kill o
 def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeout: int = 300,
               fresh_process: bool = False) -> subprocess.CompletedProcess:
     """``python scripts/train.py ARGS`` in ``cwd``; returns the finished process (output captured). It runs in this
-    process (``cli.main``, the script's only line) unless asked for a fresh one, or the run kills its process, or it
-    imports a package from ``extra_path``; a fresh interpreter costs seconds of imports per run."""
-    if fresh_process or extra_path is not None or any(name in arg for arg in args for name in FRESH_PROCESS_CALLBACKS):
+    process (``cli.main``, the script's only line; ``extra_path`` on ``sys.path`` for the run) unless asked for a fresh
+    one or the run kills its process: a fresh interpreter costs seconds of imports per run."""
+    if fresh_process or any(name in arg for arg in args for name in FRESH_PROCESS_CALLBACKS):
         env = dict(os.environ)
         if extra_path is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
@@ -40,6 +41,14 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
     from lightning_models.cli import main
 
     out, err, here, code = io.StringIO(), io.StringIO(), os.getcwd(), 0
+    handler = logging.StreamHandler(err)  # Lightning's console lines, which a process would print to stderr
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # INFO, as Lightning sets it in a process whose root logger has no handler
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    added = [str(extra_path)] if extra_path is not None else []
+    sys.path[:0] = added
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -53,6 +62,13 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
         err.write(traceback.format_exc())
     finally:
         os.chdir(here)
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        del sys.path[: len(added)]
+        for name, module in list(sys.modules.items()):  # a package of the test's own folder: gone with the folder
+            if added and str(getattr(module, "__file__", "") or "").startswith(added[0]):
+                del sys.modules[name]
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from datamodules import IrisDataModule
 from lightning_models import ClassificationModule
 from lightning_models.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, run_train
-from tests.helpers import event_tags
+from tests.helpers import event_tags, run_script
 
 QUICK = ["--trainer.max_epochs=4", "--trainer.check_val_every_n_epoch=2", "--trainer.enable_progress_bar=false"]
 
@@ -182,9 +179,8 @@ def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
     assert metrics["test"]["test/acc"] >= 0.9
     state = torch.load(metrics["checkpoints"]["best"], weights_only=True)["state_dict"]
     assert state["net.inner.weight"].shape == (6, 4) and state["net.skip.weight"].shape == (3, 4)
-    evaluated = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), metrics["checkpoints"]["best"],
-                                "--out", str(tmp_path / "predictions.csv")], cwd=tmp_path, capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=300)
+    evaluated = run_script(ROOT / "scripts" / "evaluate.py", metrics["checkpoints"]["best"], "--out",
+                           str(tmp_path / "predictions.csv"), cwd=tmp_path, extra_path=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     reloaded = json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])
     assert reloaded["test/acc"] == pytest.approx(metrics["test"]["test/acc"], abs=1e-6)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lightning_models.hparams import readable_hparams, readable_key
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
+from tests.helpers import run_script
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 LINEAR = ["fit", "--config", str(CONFIGS / "iris_linear_regression.yaml"), "--trainer.max_epochs=2", *QUIET]
@@ -124,8 +123,7 @@ def test_predict_writes_the_csv_that_evaluate_writes(trained_iris, tmp_path):
     written = run / "predictions-test.csv"
     assert f"predictions: {written}" in done.stdout
     evaluated = tmp_path / "evaluate.csv"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), best, "--out", str(evaluated)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    done = run_script(ROOT / "scripts" / "evaluate.py", best, "--out", str(evaluated), cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     assert written.read_text() == evaluated.read_text()
     table = list(csv.DictReader(written.open()))

@@ -61,6 +61,7 @@ def max_abs_error_on_rank(rank: int, world_size: int, port: int, results: str) -
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two gloo processes
 def test_max_abs_error_is_reduced_to_the_largest_over_ranks(tmp_path):
     from tests.helpers import free_port
 

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import CONFIGS, ROOT, run_train
+from tests.helpers import run_script
 
 
 def script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     folder = "lab" if name in ("reproduce.py", "benchmark.py", "pictures.py") else "scripts"
-    return subprocess.run([sys.executable, str(ROOT / folder / name), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return run_script(ROOT / folder / name, *args, cwd=cwd)
 
 
 @pytest.mark.parametrize(("name", "args", "code", "named"), [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -13,7 +12,7 @@ from datamodules import FunctionDataModule, PlaneDataModule
 from datamodules.synthetic import describe_polynomial, polynomial_target, quadrant_features
 from lightning_models.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
-from tests.helpers import event_tags
+from tests.helpers import event_tags, run_script
 
 
 def test_polynomial_target_is_text003s():
@@ -94,8 +93,7 @@ def test_numpy_export_matches_torch(tmp_path):
     metrics = json.loads((tmp_path / "lightning_logs" / "exp_fit" / "version_0" / "metrics.json").read_text())
     checkpoint = metrics["checkpoints"]["last"]
     out = tmp_path / "export"
-    exported = subprocess.run([sys.executable, str(ROOT / "scripts" / "export_numpy.py"), checkpoint, "--out", str(out)],
-                              capture_output=True, text=True)
+    exported = run_script(ROOT / "scripts" / "export_numpy.py", checkpoint, "--out", str(out), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     module = load_module(checkpoint)
     x = torch.linspace(0, 1, 100).unsqueeze(1)
