@@ -24,7 +24,8 @@ CONFIGS = ROOT / "configs"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-FRESH_PROCESS_CALLBACKS = ("KillAtBatch", "StallCheckpointWrite")  # they kill or stall the process they run in
+# Runs that need their own process: callbacks that kill or stall it, and DDP, whose launcher re-runs the command line.
+FRESH_PROCESS_ARGS = ("KillAtBatch", "StallCheckpointWrite", "--trainer.strategy", "--trainer.devices", "--trainer.num_nodes")
 
 
 def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeout: int = 300,
@@ -32,7 +33,7 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
     """``python scripts/train.py ARGS`` in ``cwd``; returns the finished process (output captured). It runs in this
     process (``cli.main``, the script's only line; ``extra_path`` on ``sys.path`` for the run) unless asked for a fresh
     one or the run kills its process: a fresh interpreter costs seconds of imports per run."""
-    if fresh_process or any(name in arg for arg in args for name in FRESH_PROCESS_CALLBACKS):
+    if fresh_process or any(name in arg for arg in args for name in FRESH_PROCESS_ARGS):
         env = dict(os.environ)
         if extra_path is not None:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
@@ -48,7 +49,7 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     added = [str(extra_path)] if extra_path is not None else []
-    sys.path[:0] = added
+    sys.path[:0], before = added, set(sys.modules)
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -66,8 +67,8 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
             logger.removeHandler(handler)
             logger.setLevel(level)
         del sys.path[: len(added)]
-        for name, module in list(sys.modules.items()):  # a package of the test's own folder: gone with the folder
-            if added and str(getattr(module, "__file__", "") or "").startswith(added[0]):
+        for name in set(sys.modules) - before:  # a package the run imported from the test's folder: gone with it
+            if added and str(getattr(sys.modules[name], "__file__", "") or "").startswith(added[0]):
                 del sys.modules[name]
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
