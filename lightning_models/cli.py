@@ -21,7 +21,9 @@ from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.checks import ConfigError
+from lightning_models.machine import auto_precision
 from lightning_models.run_folders import LOG_ROOT, newest_last_checkpoint, next_version, run_folder
+from lightning_models.trainer import Trainer
 
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
 FOLDER_LOGGERS = {f"{package}.loggers.{name}" for package in ("pytorch_lightning", "lightning.pytorch")
@@ -71,7 +73,7 @@ class TemplateCLI(LightningCLI):
     def __init__(self, args: Sequence[str], stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> None:
         self.stage = stage
         quiet_third_party()
-        super().__init__(pl.LightningModule, pl.LightningDataModule, args=list(args), run=False,
+        super().__init__(pl.LightningModule, pl.LightningDataModule, trainer_class=Trainer, args=list(args), run=False,
                          subclass_mode_model=True, subclass_mode_data=True, seed_everything_default=0,
                          save_config_callback=RunConfig, trainer_defaults={"callbacks": list(callbacks)},
                          parser_kwargs={"default_config_files": [str(DEFAULTS)], "exit_on_error": False})
@@ -95,6 +97,8 @@ class TemplateCLI(LightningCLI):
         config = self.config
         if config.experiment_name is None:
             config.experiment_name = Path(str(config.config[-1])).stem if config.get("config") else "default"
+        if config.trainer.precision == "auto":  # resolved here, so that the run's config.yaml holds the value used
+            config.trainer.precision = auto_precision(config.trainer.accelerator)
         if config.trainer.enable_progress_bar is False:
             config.progress_bar = None
         if config.last_checkpoint is not None:  # beside the best checkpoint

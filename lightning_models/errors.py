@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from lightning_models.checks import ConfigError
 from lightning_models.cli import TemplateCLI
 from lightning_models.hparams import import_class
+from lightning_models.trainer import Trainer
 
 CLASS_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
@@ -98,7 +99,7 @@ def refused_argument(args: Sequence[str]) -> str:
     return "invalid arguments (--print_config shows the resolved config)"
 
 
-SIGNATURES = {"trainer": pl.Trainer, "checkpoint": ModelCheckpoint}
+SIGNATURES = {"trainer": Trainer, "checkpoint": ModelCheckpoint}
 
 
 def class_problems(tree: dict, prefix: str = "") -> Iterator[str]:
@@ -193,7 +194,8 @@ def parameters_of(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
         if "__init__" not in vars(klass):
             continue
         parameters = inspect.signature(klass.__init__).parameters
-        found.update({name: p for name, p in parameters.items() if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)})
+        found = {name: p for name, p in parameters.items() if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                 } | found  # the subclass's own annotation wins
         if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             return found, False
     return found, True

@@ -28,6 +28,7 @@ from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.cli import TemplateCLI
 from lightning_models.errors import config_error_in, short_error
 from lightning_models.hparams import readable_hparams
+from lightning_models.machine import code_record, machine_record
 from lightning_models.run_folders import run_folder
 
 
@@ -82,7 +83,8 @@ def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
     started = time.perf_counter()
     parts = build(*args, callbacks=callbacks)
     model, datamodule, trainer, config = parts.model, parts.datamodule, parts.trainer, parts.config
-    hparams = readable_hparams(model, config.log_hparams)
+    stamp = {"precision": trainer.precision, "machine": machine_record(trainer.strategy.root_device), "code": code_record()}
+    hparams = {**readable_hparams(model, config.log_hparams), **flat_stamp(stamp)}
     for logger in trainer.loggers:  # TensorBoard: hparams.yaml; MLflow: the run's parameters
         logger.log_hyperparams(hparams)
 
@@ -104,6 +106,7 @@ def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
         "checkpoints": {"best": best, "last": last},
         "metrics_from": {"train": "the last training epoch", "val": best or "the weights in memory",
                          "test": best or "the weights in memory"},
+        **stamp,
         "versions": library_versions(),
         **metrics,
     }
@@ -112,7 +115,7 @@ def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
         report_final_metrics(trainer, hparams, metrics)
-        print_summary(config.experiment_name, folder, metrics, trainer)
+        print_summary(config.experiment_name, folder, metrics, trainer, stamp)
     return RunResult(metrics, folder.resolve(), record["checkpoints"], config.as_dict(), record)
 
 
@@ -159,9 +162,18 @@ def report_final_metrics(trainer: pl.Trainer, hparams: dict[str, Any], metrics: 
         logger.finalize("success")  # close the files now, not at interpreter exit
 
 
-def print_summary(experiment: str, folder: Path, metrics: dict[str, dict[str, float]], trainer: pl.Trainer) -> None:
+def flat_stamp(stamp: dict[str, Any]) -> dict[str, Any]:
+    """What ran the run, as HParams columns: ``precision``, ``machine/cpu``, ``code/commit``..."""
+    return {"precision": stamp["precision"], **{f"{group}/{key}": value for group in ("machine", "code")
+                                                for key, value in (stamp[group] or {}).items()}}
+
+
+def print_summary(experiment: str, folder: Path, metrics: dict[str, dict[str, float]], trainer: pl.Trainer,
+                  stamp: dict[str, Any]) -> None:
     summary = ", ".join(f"{key}={value:.4g}" for stage in ("test", "val") for key, value in sorted(metrics.get(stage, {}).items()))
-    print(f"\n{experiment}: {summary}\nrun directory: {folder}\nmetrics: {folder / 'metrics.json'}")
+    machine = stamp["machine"]["gpu"] or stamp["machine"]["cpu"]
+    print(f"\n{experiment}: {summary}\nprecision: {stamp['precision']} on {machine}\nrun directory: {folder}\n"
+          f"metrics: {folder / 'metrics.json'}")
     if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
         print(f"TensorBoard: tensorboard --logdir {folder} --host 127.0.0.1")
 

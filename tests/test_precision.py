@@ -1,15 +1,20 @@
-"""The fast CPU path: channels-last convolutions and bf16-mixed precision, checked against 32-bit."""
+"""The fast CPU path: channels-last convolutions and bf16-mixed precision, checked against 32-bit; ``precision: auto``."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import warnings
 
 import pytest
 import torch
+import yaml
 
+from lightning_models import build, machine, run
 from lightning_models.machine import cpu_has_native_bf16
+from lightning_models.trainer import Trainer
 from lightning_models.nets import FashionCNN
-from tests.conftest import CONFIGS, build_from_config
+from tests.conftest import CONFIGS, ROOT, build_from_config
 from tests.helpers import write_idx
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
@@ -70,3 +75,68 @@ def test_bf16_mixed_reaches_the_accuracy_of_32_bit_on_iris(tmp_path, monkeypatch
         accuracy[precision] = trainer.test(model, datamodule=datamodule, verbose=False)[0]["test/acc"]
     assert accuracy["32-true"] >= 0.9
     assert abs(accuracy["bf16-mixed"] - accuracy["32-true"]) <= 0.04, accuracy
+
+
+def fake_machine(monkeypatch, flags: set[str], cuda: bool = False, cuda_bf16: bool = False) -> None:
+    monkeypatch.setattr(machine, "cpu_info", lambda: ("Fake CPU", flags))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda_bf16)
+
+
+@pytest.mark.parametrize(("flags", "cuda", "cuda_bf16", "accelerator", "expected"), [
+    ({"avx2", "avx512f", "avx512_bf16"}, False, False, "auto", "bf16-mixed"),   # Zen 4 / Cooper Lake and newer
+    ({"avx2", "amx_bf16", "amx_tile"}, False, False, "auto", "bf16-mixed"),     # Sapphire Rapids: AMX only listed
+    ({"avx2", "avx512f"}, False, False, "auto", "32-true"),                      # AVX-512 without its bf16 part
+    ({"avx2"}, False, False, "cpu", "32-true"),
+    (set(), True, True, "auto", "bf16-mixed"),                                   # Ampere and newer
+    (set(), True, True, "gpu", "bf16-mixed"),
+    (set(), True, False, "cuda", "32-true"),                                     # Volta, Turing: no bf16
+    ({"avx2"}, True, True, "cpu", "32-true"),                                    # a GPU the run does not use
+    ({"avx512_bf16"}, True, False, "cpu", "bf16-mixed"),
+])
+def test_auto_precision_is_bf16_mixed_exactly_where_bfloat16_runs_in_hardware(monkeypatch, flags, cuda, cuda_bf16,
+                                                                              accelerator, expected):
+    fake_machine(monkeypatch, flags, cuda, cuda_bf16)
+    assert machine.auto_precision(accelerator) == expected
+
+
+@pytest.mark.parametrize("flags", [{"avx2", "avx512_bf16"}, {"avx2"}])
+def test_auto_precision_is_resolved_before_the_trainer_and_recorded_in_config_metrics_and_hparams(tmp_path, monkeypatch,
+                                                                                                  flags):
+    monkeypatch.chdir(tmp_path)
+    fake_machine(monkeypatch, flags)
+    expected = "bf16-mixed" if "avx512_bf16" in flags else "32-true"
+    result = run(CONFIGS / "iris_mlp_classifier.yaml", "--trainer.precision=auto", "--trainer.max_epochs=1",
+                 "--model.init_args.updates_per_step=2", "--trainer.enable_progress_bar=false")
+    saved = yaml.safe_load((result.folder / "config.yaml").read_text())
+    assert saved["trainer"]["precision"] == expected  # a re-run of the saved config repeats the choice
+    record = json.loads((result.folder / "metrics.json").read_text())
+    assert record["precision"] == expected
+    assert record["machine"] == {"cpu": "Fake CPU", "cpu_native_bf16": expected == "bf16-mixed",
+                                 "threads": torch.get_num_threads(), "gpu": None}
+    hparams = yaml.safe_load((result.folder / "hparams.yaml").read_text())
+    assert hparams["precision"] == expected and hparams["machine/cpu"] == "Fake CPU"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: the commit the run's code came from
+        assert record["code"]["commit"] == head.stdout.strip() == hparams["code/commit"]
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+        assert record["code"]["dirty"] == dirty
+
+
+@pytest.mark.parametrize(("given", "flags"), [("32-true", {"avx512_bf16"}), ("bf16-mixed", {"avx2"}), ("64-true", {"amx_bf16"})])
+def test_an_explicit_precision_is_never_overridden(monkeypatch, given, flags):
+    fake_machine(monkeypatch, flags)
+    parts = build(CONFIGS / "fashion_cnn.yaml", f"--trainer.precision={given}", *QUIET)
+    assert parts.trainer.precision == given == parts.config.trainer.precision
+    assert Trainer(precision=given, accelerator="cpu", logger=False).precision == given
+
+
+@pytest.mark.parametrize("flags", [{"avx512_bf16"}, {"avx2"}])
+def test_the_fashion_default_resolves_auto_and_the_small_experiments_stay_32_bit(monkeypatch, flags):
+    fake_machine(monkeypatch, flags)
+    expected = "bf16-mixed" if flags == {"avx512_bf16"} else "32-true"
+    assert yaml.safe_load((CONFIGS / "fashion_cnn.yaml").read_text())["trainer"]["precision"] == "auto"
+    assert build(CONFIGS / "fashion_cnn.yaml", *QUIET).trainer.precision == expected
+    assert Trainer(precision="auto", accelerator="cpu", logger=False).precision == expected  # Python users get it too
+    for name in ("iris_mlp_classifier", "xor_mlp", "exp_fit"):
+        assert build(CONFIGS / f"{name}.yaml", *QUIET).trainer.precision == "32-true"

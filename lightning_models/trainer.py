@@ -1,0 +1,22 @@
+"""Lightning's Trainer, with ``precision: auto``: the fastest precision known to be right on the machine at hand."""
+
+import inspect
+from typing import Any, Literal, Union
+
+import pytorch_lightning as pl
+
+from lightning_models.machine import auto_precision
+
+# Lightning's own accepted values, read from its signature, plus "auto" (jsonargparse checks a config against it).
+Precision = Union[Literal["auto"], inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation]
+
+
+class Trainer(pl.Trainer):
+    """``pytorch_lightning.Trainer``; ``precision="auto"`` becomes ``bf16-mixed`` where bfloat16 runs in hardware
+    (a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX) and ``32-true`` elsewhere. The CLI resolves it
+    before building, so the run's ``config.yaml`` holds the value used."""
+
+    def __init__(self, *, precision: Precision = None, **kwargs: Any) -> None:
+        if precision == "auto":
+            precision = auto_precision(kwargs.get("accelerator", "auto"))
+        super().__init__(precision=precision, **kwargs)
