@@ -62,8 +62,9 @@ def code_record() -> dict[str, Any] | None:
         return None
 
 
-if __name__ == "__main__":  # python -m lightning_models.machine: what `precision: auto` picks here, and why
-    model, flags = cpu_info()
-    print(f"CPU: {model}; native bfloat16 (avx512_bf16 or amx_bf16): {'yes' if cpu_has_native_bf16() else 'no'}; "
-          f"threads: {torch.get_num_threads()}")
-    print(f"GPU: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}; precision auto -> {auto_precision()}")
+
+def describe() -> str:
+    """What ``precision: auto`` picks on this machine, and why (``python scripts/machine.py``)."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return (f"CPU: {cpu_info()[0]}; native bfloat16 (avx512_bf16 or amx_bf16): {'yes' if cpu_has_native_bf16() else 'no'}; "
+            f"torch threads: {torch.get_num_threads()}\nGPU: {gpu}\nprecision auto -> {auto_precision()}")
