@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import math
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
-import torch
 
-from datamodules.tensor import SPLITS, Examples, Split, TensorDataModule, stratified_split
+from datamodules.tensor import SPLITS, Split, TensorDataModule, sorted_splits, stratified_split
 from lightning_models.checks import ConfigError, check_choice, check_fraction
 
 MISSING = {"", "na", "nan", "null", "none", "n/a"}
@@ -21,17 +21,14 @@ Task = Literal["classification", "regression"]
 
 def number(cell: str) -> float | None:
     try:
-        value = float(cell)
+        return value if math.isfinite(value := float(cell)) else None
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
 
 
-@dataclass(frozen=True)
-class Table:
-    """A CSV file as arrays: ``inputs`` (rows, features) float32, ``targets`` class indices (int64) or
-    values (rows, 1) float32, ``class_names`` for classification, and each row's split name when the
-    file has a split column."""
+class Table(NamedTuple):
+    """A CSV file as arrays: ``inputs`` (rows, features) float32; ``targets`` class indices (int64) or values
+    (rows, 1) float32; ``class_names`` for classification; each row's split name if the file gives them."""
 
     inputs: np.ndarray
     targets: np.ndarray
@@ -40,12 +37,21 @@ class Table:
     split_names: list[str] | None
 
 
-def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
-    """The header and the non-empty rows, each row as long as the header."""
+def read_rows(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """The header and the non-empty rows, each as long as the header. ``delimiter=None``: comma, semicolon, tab
+    or ``|``, as csv.Sniffer reads the first lines (or the header alone, when a ragged row spoils them)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; path must name a CSV file with a header row.")
-    with open(path, newline="") as handle:
-        table = list(csv.reader(handle))
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a byte-order mark is not a column name
+        lines = list(itertools.islice(handle, 6))
+        for sample in ["".join(lines), lines[0]] if not delimiter and len(lines) > 1 else []:
+            with contextlib.suppress(csv.Error):
+                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+                break
+        if not delimiter and len(lines) > 1:
+            raise ConfigError(f"{path}: cannot tell which character separates the columns; set delimiter (e.g. delimiter: ';').")
+        handle.seek(0)
+        table = list(csv.reader(handle, delimiter=delimiter or ","))
     if len(table) < 2:
         raise ConfigError(f"{path}: expected a header row and at least one data row.")
     header, rows = [name.strip() for name in table[0]], [row for row in table[1:] if row]
@@ -55,10 +61,8 @@ def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def encode_features(path: Path, columns: dict[str, list[str]], features: list[str], categorical: list[str],
-                    count: int) -> np.ndarray:
-    """The ``count`` rows' inputs: numeric columns as they are, ``categorical`` ones one-hot (levels
-    sorted), in ``features``' order."""
+def encode_features(path: Path, columns: dict[str, list[str]], features: list[str], categorical: list[str], count: int) -> np.ndarray:
+    """The ``count`` rows' inputs: numeric columns as they are, ``categorical`` ones one-hot (levels sorted)."""
     blocks = [np.zeros((count, 0), np.float32)]  # a table may have no feature column
     for name in features:
         values = columns[name]
@@ -75,8 +79,7 @@ def encode_features(path: Path, columns: dict[str, list[str]], features: list[st
     return np.concatenate(blocks, axis=1)
 
 
-def encode_target(path: Path, name: str, labels: list[str], task: str,
-                  max_classes: int) -> tuple[np.ndarray, Task, list[str] | None]:
+def encode_target(path: Path, name: str, labels: list[str], task: str, max_classes: int) -> tuple[np.ndarray, Task, list[str] | None]:
     """``(targets, task, class_names)``; ``task="auto"`` picks classification for a non-numeric target or
     whole numbers with at most ``max_classes`` distinct values."""
     numeric = [number(value) for value in labels]
@@ -96,29 +99,6 @@ def encode_target(path: Path, name: str, labels: list[str], task: str,
     return np.array([index[value] for value in labels], dtype=np.int64), "classification", class_names
 
 
-def read_table(path: Path, target: str, features: list[str] | None, categorical: list[str], task: str,
-               max_classes: int, split_column: str | None) -> Table:
-    """The CSV file at ``path`` as a ``Table``; a ConfigError naming the file, the line and the column for
-    anything that cannot be trained on (a missing column, an empty cell, text in a numeric column)."""
-    header, rows = read_rows(path)
-    missing = [name for name in [target, *(features or []), *categorical, *([split_column] if split_column else [])]
-               if name not in header]
-    if missing:
-        raise ConfigError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are {', '.join(header)}.")
-    features = features or [name for name in header if name not in (target, split_column)]
-    columns = {name: [row[header.index(name)] for row in rows] for name in header}
-    for name in [target, *features]:
-        for line, cell in enumerate(columns[name], start=2):
-            if cell.strip().lower() in MISSING:
-                raise ConfigError(f"{path}: line {line}, column {name!r} is empty or NaN ({cell!r}); fill or drop that row.")
-    inputs = encode_features(path, columns, features, categorical, len(rows))
-    targets, task, class_names = encode_target(path, target, columns[target], task, max_classes)
-    split_names = columns[split_column] if split_column else None
-    if split_names is not None and (bad := sorted(set(split_names) - set(SPLITS))):
-        raise ConfigError(f"{path}: column {split_column!r} holds {bad[0]!r}; expected train, val or test.")
-    return Table(inputs, targets, task, class_names, split_names)
-
-
 class CSVDataModule(TensorDataModule):
     """A CSV table (header row) as tensors, for ``ClassificationModule`` or ``RegressionModule``.
 
@@ -133,46 +113,53 @@ class CSVDataModule(TensorDataModule):
         val_fraction, test_fraction: shares of the rows held out by a seeded split, stratified by class
             for classification.
         split_column: a column naming each row's split (``train``, ``val`` or ``test``) instead.
-        batch_size, standardize, seed, predict_split: see ``TensorDataModule`` (standardisation uses
-            the training rows only; one-hot columns are standardised too, harmlessly).
+        delimiter: the character between cells; ``None`` tells comma, semicolon, tab and ``|`` apart.
+        batch_size, standardize, seed, predict_split, fold, folds: see ``TensorDataModule`` (one-hot
+            columns are standardised too, harmlessly).
 
-    Building it reads nothing; the file is read once, when its sizes, task or class names are first
-    asked for (the CLI asks for the sizes right away, so a bad file fails before a run starts). Class
-    names are the target's values (sorted), as the confusion matrix and the prediction CSVs show them.
-    Example: ``CSVDataModule(path="wine.csv", target="class")``.
+    The file is read once, when its sizes, task or class names are first asked for (by the CLI right away);
+    a problem is one ConfigError naming the file, line and column. Example: ``CSVDataModule("wine.csv", "class")``.
     """
 
-    def __init__(
-        self,
-        path: str,
-        target: str,
-        features: list[str] | None = None,
-        task: Literal["auto", "classification", "regression"] = "auto",
-        categorical: list[str] | None = None,
-        max_classes: int = 20,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        split_column: str | None = None,
-        batch_size: int | None = None,
-        standardize: bool = True,
-        seed: int = 0,
-        predict_split: Split = "test",
-    ) -> None:
-        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed, predict_split=predict_split)
+    def __init__(self, path: str, target: str, features: list[str] | None = None,
+                 task: Literal["auto", "classification", "regression"] = "auto", categorical: list[str] | None = None,
+                 max_classes: int = 20, val_fraction: float = 0.15, test_fraction: float = 0.15,
+                 split_column: str | None = None, delimiter: str | None = None, batch_size: int | None = None,
+                 standardize: bool = True, seed: int = 0, predict_split: Split = "test", fold: int | None = None,
+                 folds: int = 5) -> None:
+        super().__init__(batch_size, standardize, seed, predict_split, fold, folds)
         check_choice("task", task, ("auto", "classification", "regression"))
         check_fraction("val_fraction", val_fraction)
         check_fraction("test_fraction", test_fraction, allow_zero=split_column is not None)
         if val_fraction + test_fraction >= 1:
             raise ConfigError(f"val_fraction + test_fraction = {val_fraction + test_fraction:g}; expected less than 1.")
+        if delimiter is not None and len(delimiter) != 1:
+            raise ConfigError(f"delimiter={delimiter!r} is invalid; expected one character, or None to detect it.")
         self.path, self.target, self.features, self.task_option = Path(path), target, features, task
         self.categorical, self.max_classes, self.split_column = categorical or [], max_classes, split_column
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.val_fraction, self.test_fraction, self.delimiter = val_fraction, test_fraction, delimiter
 
     @cached_property
     def table(self) -> Table:
         """The file, read and checked once."""
-        return read_table(self.path, self.target, self.features, self.categorical, self.task_option,
-                          self.max_classes, self.split_column)
+        path, target, split_column = self.path, self.target, self.split_column
+        header, rows = read_rows(path, self.delimiter)
+        missing = [name for name in [target, *(self.features or []), *self.categorical, *([split_column] if split_column else [])]
+                   if name not in header]
+        if missing:
+            raise ConfigError(f"{path}: no column {', '.join(map(repr, missing))}; the columns are {', '.join(header)}.")
+        features = self.features or [name for name in header if name not in (target, split_column)]
+        columns = {name: [row[header.index(name)] for row in rows] for name in header}
+        for name in [target, *features]:
+            for line, cell in enumerate(columns[name], start=2):
+                if cell.strip().lower() in MISSING:
+                    raise ConfigError(f"{path}: line {line}, column {name!r} is empty or NaN ({cell!r}); fill or drop that row.")
+        inputs = encode_features(path, columns, features, self.categorical, len(rows))
+        targets, task, class_names = encode_target(path, target, columns[target], self.task_option, self.max_classes)
+        split_names = columns[split_column] if split_column else None
+        if split_names is not None and (bad := sorted(set(split_names) - set(SPLITS))):
+            raise ConfigError(f"{path}: column {split_column!r} holds {bad[0]!r}; expected train, val or test.")
+        return Table(inputs, targets, task, class_names, split_names)
 
     @property
     def task(self) -> Task:
@@ -192,23 +179,26 @@ class CSVDataModule(TensorDataModule):
 
     def row_indices(self) -> dict[str, np.ndarray]:
         """Row numbers of each split: the split column's, or a seeded (stratified) draw."""
-        rows = np.arange(len(self.table.targets))
+        rows, given = np.arange(len(self.table.targets)), None
+        labels = self.table.targets if self.task == "classification" else None
         if self.table.split_names is not None:
             chosen = {name: rows[np.array(self.table.split_names) == name] for name in SPLITS}
-            empty = [name for name in ("train", "test") if not len(chosen[name])]
-            if empty:
+            if empty := [name for name in ("train", "test") if not len(chosen[name])]:
                 raise ConfigError(f"{self.path}: the split column names no {empty[0]} row.")
-            return {**chosen, "val": chosen["val"] if len(chosen["val"]) else chosen["train"]}
-        labels = self.table.targets if self.task == "classification" else None
-        try:
-            rest, test = stratified_split(rows, self.test_fraction, labels, self.seed)
-            train, val = stratified_split(rest, self.val_fraction / (1 - self.test_fraction),
-                                          None if labels is None else labels[rest], self.seed)
-        except ValueError as error:  # e.g. a class with a single row cannot be stratified
-            raise ConfigError(f"{self.path}: cannot split {len(rows)} rows into train/val/test ({error}); "
-                              "use a split column or smaller fractions.") from None
-        return {"train": np.sort(train), "val": np.sort(val if len(val) else train), "test": np.sort(test)}
+            rest, test = np.sort(np.concatenate([chosen["train"], chosen["val"]])), chosen["test"]
+            given = chosen["train"], chosen["val"]
+        else:
+            rest, test = self.draw(rows, self.test_fraction, labels)
+        train, val = self.train_and_val(rest, None if labels is None else labels[rest],
+                                        lambda: given or self.draw(rest, self.val_fraction / (1 - self.test_fraction), labels))
+        return sorted_splits(train, val, test)
 
-    def load_splits(self) -> dict[str, Examples]:
-        inputs, targets = torch.from_numpy(self.table.inputs), torch.from_numpy(self.table.targets)
-        return {name: (inputs[rows], targets[rows]) for name, rows in self.row_indices().items()}
+    def draw(self, rows: np.ndarray, fraction: float, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return stratified_split(rows, fraction, None if labels is None else labels[rows], self.seed)
+        except ValueError as error:  # e.g. a class with a single row cannot be stratified
+            raise ConfigError(f"{self.path}: cannot split {len(self.table.targets)} rows into train/val/test ({error}); "
+                              "use a split column or smaller fractions.") from None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.table.inputs, self.table.targets

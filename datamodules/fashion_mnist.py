@@ -45,56 +45,31 @@ def check_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> int:
     if found_magic != magic or tuple(dims) != item_shape:
         raise DatasetError(f"{path} is not a Fashion-MNIST IDX file: magic {found_magic}, item shape {tuple(dims)}; "
                            f"expected magic {magic} and item shape {item_shape}.")
-    expected = header_size + count * max(1, int(torch.tensor(item_shape).prod()) if item_shape else 1)
-    actual = path.stat().st_size
-    if actual != expected:
-        raise DatasetError(f"{path} is truncated or corrupted: {actual} bytes, expected {expected} for {count} items.")
+    if path.stat().st_size != (expected := header_size + count * (28 * 28 if item_shape else 1)):
+        raise DatasetError(f"{path} is truncated or corrupted: {path.stat().st_size} bytes, expected {expected} for {count} items.")
     return count
 
 
-def missing_data_message(raw: Path) -> str:
-    names = ", ".join(FILES)
-    return (f"Fashion-MNIST not found in {raw}: it needs the four files {names} (or the same names with .gz). "
-            "Download them (online, download=True does it) or point --data.data_dir at the folder holding "
-            "FashionMNIST/raw/ (on this project's machines: --data.data_dir ../shared/data).")
-
-
-def is_writable(folder: Path) -> bool:
-    """Whether ``folder`` (or its nearest existing parent) may be written to.
-
-    A folder without its owner's write bit counts as read-only even for root, who could write
-    anyway: shared dataset folders are made read-only on purpose.
-    """
-    while not folder.exists():
-        folder = folder.parent
-    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
-
-
 def prepare_raw_files(data_dir: Path, download: bool) -> Path:
-    """Return a root under which ``FashionMNIST/raw/`` holds the four extracted IDX files.
-
-    Uses extracted files where they are; extracts ``.gz`` files when only those exist (into a
-    cache folder under the system temp dir when ``data_dir`` is read-only); downloads when
-    allowed and nothing is there. Every file is checked against its IDX header.
-    """
-    raw = data_dir / "FashionMNIST" / "raw"
-    root = data_dir
+    """A root under which ``FashionMNIST/raw/`` holds the four extracted IDX files, each checked against its
+    header: the files where they are; else extracted from ``.gz`` files (into the system temp folder when
+    ``data_dir`` is read-only); else downloaded, when allowed."""
+    raw, root = data_dir / "FashionMNIST" / "raw", data_dir
     missing = [name for name in FILES if not (raw / name).is_file()]
+    absent = (f"Fashion-MNIST not found in {raw}: it needs the four files {', '.join(FILES)} (or the same names with .gz). "
+              "Download them (online, download=True does it) or point --data.data_dir at the folder holding "
+              "FashionMNIST/raw/ (on this project's machines: --data.data_dir ../shared/data).")
     if missing and all((raw / f"{name}.gz").is_file() for name in missing):
-        if not is_writable(raw):
-            digest = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]
-            root = Path(tempfile.gettempdir()) / f"fashion_mnist_{digest}"
+        # without its owner's write bit a folder is read-only even for root: shared data is made so on purpose
+        if not (os.access(raw, os.W_OK) and raw.stat().st_mode & stat.S_IWUSR):
+            root = Path(tempfile.gettempdir()) / f"fashion_mnist_{hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:12]}"
         target = root / "FashionMNIST" / "raw"
         target.mkdir(parents=True, exist_ok=True)
-        for name in FILES:
-            if (target / name).is_file():
-                continue
-            source = raw / name if (raw / name).is_file() else raw / f"{name}.gz"
-            partial = target / f"{name}.partial"
+        for name in [name for name in FILES if not (target / name).is_file()]:
+            source, partial = raw / name if (raw / name).is_file() else raw / f"{name}.gz", target / f"{name}.partial"
             try:
-                opener = gzip.open if source.suffix == ".gz" else open
-                with opener(source, "rb") as compressed, open(partial, "wb") as out:
-                    shutil.copyfileobj(compressed, out)
+                with (gzip.open if source.suffix == ".gz" else open)(source, "rb") as packed, open(partial, "wb") as out:
+                    shutil.copyfileobj(packed, out)
             except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
                 partial.unlink(missing_ok=True)
                 raise DatasetError(f"{source} could not be decompressed ({error}); the file is corrupted.") from None
@@ -104,14 +79,12 @@ def prepare_raw_files(data_dir: Path, download: bool) -> Path:
             FashionMNIST(str(data_dir), train=True, download=True)
             FashionMNIST(str(data_dir), train=False, download=True)
         except Exception as error:  # offline: URLError, timeouts, ...
-            raise DatasetError(f"{missing_data_message(raw)} (download failed: {error})") from None
+            raise DatasetError(f"{absent} (download failed: {error})") from None
     elif missing:
-        raise DatasetError(missing_data_message(raw))
+        raise DatasetError(absent)
     for split in ("train", "t10k"):
-        images = root / "FashionMNIST" / "raw" / f"{split}-images-idx3-ubyte"
-        labels = root / "FashionMNIST" / "raw" / f"{split}-labels-idx1-ubyte"
-        count = check_idx(images, *FILES[images.name])
-        if check_idx(labels, *FILES[labels.name]) != count:
+        images, labels = (root / "FashionMNIST" / "raw" / f"{split}-{kind}" for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+        if check_idx(images, *FILES[images.name]) != check_idx(labels, *FILES[labels.name]):
             raise DatasetError(f"{images} and {labels} disagree on the number of items.")
     return root
 
@@ -134,30 +107,19 @@ class FashionMNISTDataModule(ImageDataModule):
             learnt faster, augmented ones generalise better, so a run may start on clean ones.
         num_workers: DataLoader workers of the ``torchvision`` path.
         download: try torchvision's download when the files are missing (needs internet).
-        seed: seeds the validation split and the shuffling.
-        predict_split: ``train``, ``val`` or ``test``: what ``scripts/train.py predict`` predicts.
+        seed, predict_split: see ``TensorDataModule``.
 
     Example: ``FashionMNISTDataModule(data_dir="../shared/data", augment=True)``.
     """
 
     class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     image_shape = (1, 28, 28)
+    why_no_folds = "its train/test split is fixed by the dataset, and its 60 000 training images need no folds to validate on."
 
-    def __init__(
-        self,
-        data_dir: str = "data",
-        batch_size: int = 64,
-        val_size: int = 5000,
-        input_path: Literal["tensor", "torchvision"] = "tensor",
-        normalize: bool = True,
-        augment: bool = False,
-        crop_padding: int = 2,
-        augment_from_epoch: int = 0,
-        num_workers: int = 2,
-        download: bool = True,
-        seed: int = 0,
-        predict_split: Split = "test",
-    ) -> None:
+    def __init__(self, data_dir: str = "data", batch_size: int = 64, val_size: int = 5000,
+                 input_path: Literal["tensor", "torchvision"] = "tensor", normalize: bool = True, augment: bool = False,
+                 crop_padding: int = 2, augment_from_epoch: int = 0, num_workers: int = 2, download: bool = True,
+                 seed: int = 0, predict_split: Split = "test") -> None:
         super().__init__(batch_size, augment, crop_padding, augment_from_epoch, seed, predict_split)
         check_choice("input_path", input_path, ("tensor", "torchvision"))
         if not 0 <= val_size < 60_000:
@@ -177,16 +139,12 @@ class FashionMNISTDataModule(ImageDataModule):
             return
         if self.root is None:  # prepare_data runs on one process per node; other ranks land here
             self.root = prepare_raw_files(self.data_dir, download=False)
-        train = FashionMNIST(str(self.root), train=True)
-        test = FashionMNIST(str(self.root), train=False)
+        train, test = (FashionMNIST(str(self.root), train=is_train) for is_train in (True, False))
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
         train_rows = order[self.val_size :].sort().values
         self.split_indices = {"train": train_rows, "val": order[: self.val_size].sort().values if self.val_size else train_rows}
-        self.splits = {
-            "train": (train.data[self.split_indices["train"]], train.targets[self.split_indices["train"]]),
-            "val": (train.data[self.split_indices["val"]], train.targets[self.split_indices["val"]]),
-            "test": (test.data, test.targets),
-        }
+        self.splits = {split: (train.data[rows], train.targets[rows]) for split, rows in self.split_indices.items()}
+        self.splits["test"] = (test.data, test.targets)
 
     def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 28, 28) -> float (N, 1, 28, 28), normalised as configured."""
@@ -194,24 +152,18 @@ class FashionMNISTDataModule(ImageDataModule):
         return images.sub_(MEAN).div_(STD) if self.normalize else images
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Back to [0, 1] pixels, for drawing."""
         return images * STD + MEAN if self.normalize else images
 
     def torchvision_dataset(self, split: str) -> Dataset:
-        steps: list = []
-        if self.augment and split == "train":
-            steps.append(transforms.RandomHorizontalFlip())
-            if self.crop_padding:
-                steps.append(transforms.RandomCrop(28, padding=self.crop_padding))
-        steps.append(transforms.ToTensor())
-        if self.normalize:
-            steps.append(transforms.Normalize((MEAN,), (STD,)))
-        dataset = FashionMNIST(str(self.root), train=split != "test", transform=transforms.Compose(steps))
+        flips = [transforms.RandomHorizontalFlip()] if self.augment and split == "train" else []
+        crops = [transforms.RandomCrop(28, padding=self.crop_padding)] if flips and self.crop_padding else []
+        scaling = [transforms.Normalize((MEAN,), (STD,))] if self.normalize else []
+        dataset = FashionMNIST(str(self.root), train=split != "test", transform=transforms.Compose(
+            [*flips, *crops, transforms.ToTensor(), *scaling]))
         return dataset if split == "test" else Subset(dataset, self.split_indices[split].tolist())
 
     def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
         if self.input_path == "torchvision":  # text 004's path: workers decode and transform each image
-            generator = torch.Generator().manual_seed(self.seed)
-            return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=generator)
+            return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
         return self.image_batches(split, shuffle)

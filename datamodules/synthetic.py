@@ -9,16 +9,14 @@ from typing import Literal
 import numpy as np
 import torch
 
-from datamodules.tensor import Examples, Split, TensorDataModule, seed_for_epoch, trainer_epoch
+from datamodules.tensor import Examples, Split, TensorDataModule, fold_split, seed_for_epoch, trainer_state
 from lightning_models.checks import check_choice, check_positive
 
 
 def polynomial_target() -> tuple[torch.Tensor, torch.Tensor]:
     """Text 003's target: ``torch.manual_seed(2020)``; W = randn(4, 1) * 5, b = randn(1) * 5."""
     generator = torch.Generator().manual_seed(2020)
-    weight = torch.randn(4, 1, generator=generator) * 5
-    bias = torch.randn(1, generator=generator) * 5
-    return weight, bias
+    return torch.randn(4, 1, generator=generator) * 5, torch.randn(1, generator=generator) * 5
 
 
 def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
@@ -28,15 +26,13 @@ def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
 
 
 class FreshBatches:
-    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does.
-    The generator is reseeded from ``(seed, epoch)`` when an epoch starts, so a resumed run draws the
-    same batches as an uninterrupted one."""
+    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does,
+    from a generator reseeded from ``(seed, epoch)``: a resumed run draws what an uninterrupted one would."""
 
     def __init__(self, sample: Callable[[int, torch.Generator], Examples], batch_size: int, steps: int, seed: int,
                  device: torch.device, epoch: Callable[[], int] | None = None) -> None:
         self.sample, self.batch_size, self.steps, self.device = sample, batch_size, steps, device
-        self.seed, self.epoch = seed, epoch or itertools.count().__next__
-        self.generator = torch.Generator()
+        self.seed, self.epoch, self.generator = seed, epoch or itertools.count().__next__, torch.Generator()
 
     def __len__(self) -> int:
         return self.steps
@@ -61,29 +57,17 @@ class FunctionDataModule(TensorDataModule):
         seed, predict_split: see ``TensorDataModule``.
     """
 
-    def __init__(
-        self,
-        function: Literal["exp", "polynomial"] = "exp",
-        batch_size: int = 100,
-        steps_per_epoch: int = 100,
-        val_size: int = 200,
-        seed: int = 0,
-        predict_split: Split = "test",
-    ) -> None:
-        super().__init__(batch_size=batch_size, standardize=False, seed=seed, predict_split=predict_split)
+    why_no_folds = "its training points are freshly sampled every step, so there is no fixed set of rows to divide into folds."
+
+    def __init__(self, function: Literal["exp", "polynomial"] = "exp", batch_size: int = 100, steps_per_epoch: int = 100,
+                 val_size: int = 200, seed: int = 0, predict_split: Split = "test") -> None:
+        super().__init__(batch_size, False, seed, predict_split)
         check_choice("function", function, ("exp", "polynomial"))
         check_positive("steps_per_epoch", steps_per_epoch, integer=True)
         check_positive("val_size", val_size, integer=True)
         self.function, self.steps_per_epoch, self.val_size = function, steps_per_epoch, val_size
         self.weight, self.bias = polynomial_target()
-
-    @property
-    def num_features(self) -> int:
-        return 4 if self.function == "polynomial" else 1
-
-    @property
-    def num_outputs(self) -> int:
-        return 1
+        self.num_features, self.num_outputs = 4 if function == "polynomial" else 1, 1
 
     def points(self, x: torch.Tensor) -> Examples:
         """Inputs and targets for the 1-D points ``x``."""
@@ -93,20 +77,16 @@ class FunctionDataModule(TensorDataModule):
         return features, features @ self.weight + self.bias
 
     def sample(self, count: int, generator: torch.Generator) -> Examples:
-        if self.function == "exp":
-            return self.points(torch.rand(count, generator=generator))
-        return self.points(torch.randn(count, generator=generator))
+        return self.points((torch.rand if self.function == "exp" else torch.randn)(count, generator=generator))
 
     def load_splits(self) -> dict[str, Examples]:
         val = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 1))
-        if self.function == "exp":
-            test = self.points(torch.linspace(0, 1, 100))
-        else:
-            test = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 2))
+        test = (self.points(torch.linspace(0, 1, 100)) if self.function == "exp"  # where text 001 checks its fit
+                else self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 2)))
         return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
 
     def train_dataloader(self) -> FreshBatches:
-        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device, trainer_epoch(self))
+        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device, trainer_state(self, False)[0])
 
     def describe_target(self) -> str:
         return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"
@@ -131,37 +111,23 @@ class PlaneDataModule(TensorDataModule):
         batch_size, standardize: see ``TensorDataModule`` (the source texts do not standardise).
         seed: the training set of ``quadrants``/``xor`` is text 004's own (``np.random.seed(42)``);
             validation and test sets are drawn the same way with other seeds.
-        predict_split: see ``TensorDataModule``.
+        predict_split, fold, folds: see ``TensorDataModule`` (folds divide the training and validation
+            points together).
     """
 
-    def __init__(
-        self,
-        dataset: Literal["blobs", "quadrants", "xor"] = "blobs",
-        features: Literal["raw", "quadrant"] = "raw",
-        points_per_class: int = 500,
-        batch_size: int | None = None,
-        standardize: bool = False,
-        seed: int = 42,
-        predict_split: Split = "test",
-    ) -> None:
-        super().__init__(batch_size=batch_size, standardize=standardize, seed=seed, predict_split=predict_split)
+    def __init__(self, dataset: Literal["blobs", "quadrants", "xor"] = "blobs", features: Literal["raw", "quadrant"] = "raw",
+                 points_per_class: int = 500, batch_size: int | None = None, standardize: bool = False, seed: int = 42,
+                 predict_split: Split = "test", fold: int | None = None, folds: int = 5) -> None:
+        super().__init__(batch_size, standardize, seed, predict_split, fold, folds)
         check_choice("dataset", dataset, ("blobs", "quadrants", "xor"))
         check_choice("features", features, ("raw", "quadrant"))
         check_positive("points_per_class", points_per_class, integer=True)
         self.dataset, self.features, self.points_per_class = dataset, features, points_per_class
-        self.class_names = ["negative", "positive"]
-
-    @property
-    def num_features(self) -> int:
-        return 4 if self.features == "quadrant" else 2
-
-    @property
-    def num_outputs(self) -> int:
-        return 2
+        self.class_names, self.num_features, self.num_outputs = ["negative", "positive"], 4 if features == "quadrant" else 2, 2
 
     def sample_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points and labels as the source texts draw them after ``np.random.seed(seed)``: a
-        ``RandomState(seed)`` draws the same numbers without touching numpy's global generator."""
+        """Points and labels as the source texts draw them after ``np.random.seed(seed)``, from a
+        ``RandomState(seed)``: the same numbers without touching numpy's global generator."""
         generator = np.random.RandomState(seed)
         if self.dataset == "blobs":
             n = self.points_per_class
@@ -169,11 +135,8 @@ class PlaneDataModule(TensorDataModule):
             class1 = generator.multivariate_normal([2.0, 2.0], np.eye(2), n)
             points, labels = np.vstack([class0, class1]), np.repeat([0, 1], n)
         else:
-            n = 50
-            points = generator.randn(4 * n, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (n, 1))
-            labels = points[:, 0] > 0
-            if self.dataset == "xor":
-                labels = np.logical_xor(points[:, 0] > 0, points[:, 1] > 0)
+            points = generator.randn(200, 2) + 3 * np.tile([[1, 1], [-1, 1], [-1, -1], [1, -1]], (50, 1))
+            labels = points[:, 0] > 0 if self.dataset == "quadrants" else np.logical_xor(points[:, 0] > 0, points[:, 1] > 0)
         return torch.tensor(points, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
 
     def to_features(self, points: torch.Tensor) -> torch.Tensor:
@@ -182,6 +145,10 @@ class PlaneDataModule(TensorDataModule):
 
     def load_splits(self) -> dict[str, Examples]:
         self.plane = {name: self.sample_points(self.seed + 1000 * i) for i, name in enumerate(("train", "val", "test"))}
+        if self.fold is not None:
+            points, labels = (torch.cat([self.plane["train"][i], self.plane["val"][i]]) for i in (0, 1))
+            train, val = fold_split(np.arange(len(labels)), labels.numpy(), self.fold, self.folds, self.seed)
+            self.plane.update(train=(points[train], labels[train]), val=(points[val], labels[val]))
         return {name: (self.to_features(points), labels) for name, (points, labels) in self.plane.items()}
 
     def plane_points(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,4 +156,3 @@ class PlaneDataModule(TensorDataModule):
         if not self.splits:
             self.setup()
         return self.plane[split]
-

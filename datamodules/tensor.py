@@ -1,5 +1,4 @@
-"""Data held in memory as tensors: the seeded stratified split, batch order as a function of (seed, epoch),
-device-resident batches, and the datamodule plumbing shared by the tabular, synthetic and image datamodules."""
+"""Data in memory as tensors: seeded splits and folds, batches in an order set by (seed, epoch), shared datamodule plumbing."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
@@ -22,30 +21,40 @@ Items = TypeVar("Items", np.ndarray, list)
 
 def stratified_split(items: Items, fraction: float, labels: Sequence[int] | np.ndarray | None,
                      seed: int) -> tuple[Items, Items]:
-    """``(kept, drawn)``: a seeded draw of ``fraction`` of ``items`` (nothing when ``fraction`` is 0) that
-    keeps each label's share of them (``labels[i]`` is item i's; ``None``: a plain random draw).
-
-    The datamodules that draw their own validation or test rows (iris, CSV, image folder) all draw them
-    here, with scikit-learn's ``train_test_split``. Both parts come in the draw's order (a second draw
-    from ``kept`` depends on it); sort a part once it is final. A class too small to be divided raises
-    scikit-learn's ValueError.
-    """
+    """``(kept, drawn)``: a seeded draw of ``fraction`` of ``items`` (nothing when 0) that keeps each label's
+    share (``labels[i]`` is item i's; ``None``: a plain random draw), in the draw's order. A class too small to
+    be divided raises scikit-learn's ValueError."""
     if not fraction:
         return items, items[:0]
-    kept, drawn = train_test_split(items, test_size=fraction, stratify=labels, random_state=seed)
-    return kept, drawn
+    return tuple(train_test_split(items, test_size=fraction, stratify=labels, random_state=seed))
 
 
-def trainer_epoch(datamodule: pl.LightningDataModule) -> Callable[[], int] | None:
-    """The attached trainer's current epoch, read when an epoch starts; None without a trainer."""
-    return (lambda: datamodule.trainer.current_epoch) if datamodule.trainer is not None else None
+def fold_split(items: Items, labels: Sequence | np.ndarray | None, fold: int, folds: int, seed: int) -> tuple[Items, Items]:
+    """``(train, val)`` for cross-validation: ``items`` dealt into ``folds`` seeded folds, stratified by
+    ``labels`` (scikit-learn's StratifiedKFold; ``None``: KFold, for regression); fold ``fold`` is ``val``,
+    the others ``train``, both in ``items``' order."""
+    classes, counts = np.unique(labels if labels is not None else np.zeros(len(items)), return_counts=True)
+    if counts.min() < folds:
+        which = f" of class {classes[counts.argmin()].item()!r}" if labels is not None else ""
+        raise ConfigError(f"folds={folds} is more than the {counts.min()} rows{which}; use fewer folds.")
+    splitter = StratifiedKFold if labels is not None else KFold
+    train, val = list(splitter(folds, shuffle=True, random_state=seed).split(np.zeros(len(items)), labels))[fold]
+    return tuple(items[rows] if isinstance(items, np.ndarray) else [items[row] for row in rows] for rows in (train, val))
 
 
-def trainer_shard(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[int, int]:
-    """``(rank, world_size)`` over which a split is dealt out: the trainer's for shuffled (training)
-    splits; ``(0, 1)`` without a trainer and for unshuffled splits, which every rank sees whole."""
+def sorted_splits(train: Items, val: Items, test: Items) -> dict[str, Items]:
+    """Each split sorted (by row number or file name); no ``val`` rows: validate on ``train``."""
+    ordered = np.sort if isinstance(train, np.ndarray) else sorted
+    return {"train": ordered(train), "val": ordered(val if len(val) else train), "test": ordered(test)}
+
+
+def trainer_state(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[Callable[[], int] | None, int, int]:
+    """``(epoch, rank, world_size)``: a function giving the trainer's current epoch (None without a trainer), and
+    the ranks a split is dealt out over: the trainer's for shuffled (training) splits, else ``(0, 1)``."""
     trainer = datamodule.trainer
-    return (trainer.global_rank, trainer.world_size) if trainer is not None and shuffle else (0, 1)
+    if trainer is None:
+        return None, 0, 1
+    return (lambda: trainer.current_epoch), *((trainer.global_rank, trainer.world_size) if shuffle else (0, 1))
 
 
 def seed_for_epoch(generator: torch.Generator, seed: int, epoch: int) -> torch.Generator:
@@ -56,9 +65,8 @@ def seed_for_epoch(generator: torch.Generator, seed: int, epoch: int) -> torch.G
 
 def epoch_order(count: int, generator: torch.Generator, seed: int, epoch: int, shuffle: bool, rank: int,
                 world_size: int) -> torch.Tensor:
-    """This rank's row order for one epoch, on the generator's device (reseeded by ``seed_for_epoch``);
-    rank r takes every ``world_size``-th row, in equal shares: DDP needs the same number of steps on
-    every rank."""
+    """This rank's rows for one epoch: every ``world_size``-th of one seeded order (equal shares: DDP needs the
+    same number of steps on every rank)."""
     seed_for_epoch(generator, seed, epoch)
     device = generator.device
     order = torch.randperm(count, generator=generator, device=device) if shuffle else torch.arange(count, device=device)
@@ -66,18 +74,9 @@ def epoch_order(count: int, generator: torch.Generator, seed: int, epoch: int, s
 
 
 class TensorBatches:
-    """An iterable of ``(inputs, targets)`` batches sliced from tensors that stay where they are.
-
-    ``batch_size=None`` (or larger than the data) yields the full batch. The shuffled order
-    depends on ``seed`` and the epoch number only (``epoch()``, the trainer's current epoch), so a
-    run resumed from a checkpoint sees the same batches as an uninterrupted one. Lightning accepts
-    any iterable with ``__len__`` as a dataloader; this one has no workers and no per-sample Python.
-    ``transform`` (optional) maps each batch of stored inputs to model inputs (e.g. uint8 images to
-    normalised floats); subclasses may add random augmentation in ``batch``.
-
-    Under DDP (``world_size > 1``, see ``trainer_shard``) a shuffled split is dealt out by
-    ``epoch_order``: every rank draws the same order and takes its own equal share.
-    """
+    """``(inputs, targets)`` batches sliced from tensors that stay where they are: Lightning takes any iterable
+    with ``__len__`` as a dataloader. ``batch_size=None``: one full batch. The order is ``epoch_order``'s, so a
+    resumed run sees the batches an uninterrupted one would. ``transform`` maps stored to model inputs."""
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
                  epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
@@ -108,17 +107,21 @@ class TensorBatches:
 
 
 class InMemoryDataModule(pl.LightningDataModule):
-    """Plumbing shared by datamodules whose splits are tensors in memory: ``self.splits`` maps
-    ``train``/``val``/``test`` to ``(inputs, targets)``; each split moves once to the training device
-    and stays there; subclasses say how a split becomes batches (``batches``). ``predict_split`` is the
-    split ``scripts/train.py predict`` runs on."""
+    """Plumbing shared by datamodules whose splits are tensors in memory: ``self.splits`` maps ``train``/``val``/
+    ``test`` to ``(inputs, targets)``, each moved once to the training device; ``batches(split, shuffle)``, a
+    subclass's, makes a split batches. ``fold``/``folds``: see ``TensorDataModule``."""
 
-    def __init__(self, batch_size: int | None, seed: int, predict_split: str = "test") -> None:
+    def __init__(self, batch_size: int | None, seed: int, predict_split: str = "test", fold: int | None = None,
+                 folds: int = 5) -> None:
         super().__init__()
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
         check_choice("predict_split", predict_split, SPLITS)
-        self.batch_size, self.seed, self.predict_split = batch_size, seed, predict_split
+        if type(folds) is not int or folds < 2:  # type(): True is no number of folds
+            raise ConfigError(f"folds={folds!r} is invalid; expected an integer >= 2.")
+        if fold is not None and (type(fold) is not int or not 0 <= fold < folds):
+            raise ConfigError(f"fold={fold!r} is invalid; expected an integer from 0 to folds - 1 = {folds - 1}, or None.")
+        self.batch_size, self.seed, self.predict_split, self.fold, self.folds = batch_size, seed, predict_split, fold, folds
         self.splits: dict[str, Examples] = {}
 
     @property
@@ -126,15 +129,20 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def on_device(self, split: str) -> Examples:
-        """The split's tensors on the training device (moved once, kept for the next epoch)."""
+        """The split's tensors on the training device (moved once, kept there)."""
         self.splits[split] = tuple(tensor.to(self.device) for tensor in self.splits[split])
         return self.splits[split]
 
-    def batches(self, split: str, shuffle: bool) -> TensorBatches:
-        raise NotImplementedError
+    def train_and_val(self, rest: Items, labels: Sequence | np.ndarray | None,
+                      draw: Callable[[], tuple[Items, Items]]) -> tuple[Items, Items]:
+        """The non-test rows ``rest`` divided into ``(train, val)``: by ``fold_split`` when folding, else ``draw()``."""
+        return fold_split(rest, labels, self.fold, self.folds, self.seed) if self.fold is not None else draw()
 
     def train_dataloader(self) -> TensorBatches:
-        return self.batches("train", shuffle=True)
+        # overfit_batches (the overfit preset) repeats the first batches, unshuffled and unaugmented, as Lightning
+        # does for a DataLoader's sampler
+        overfit = self.trainer is not None and self.trainer.overfit_batches > 0
+        return self.batches("train", shuffle=not overfit)
 
     def val_dataloader(self) -> TensorBatches:
         return self.batches("val", shuffle=False)
@@ -147,53 +155,49 @@ class InMemoryDataModule(pl.LightningDataModule):
 
 
 class TensorDataModule(InMemoryDataModule):
-    """Shared base for small tabular and synthetic datasets. Subclasses implement ``load_splits``.
+    """Shared base for small tabular and synthetic datasets: ``load_splits()`` returns raw ``{"train", "val",
+    "test"}`` splits as ``(inputs, targets)`` float/long tensors (a subclass's own, or rows of its ``arrays()``).
 
     Args:
         batch_size: rows per batch; ``None`` trains full-batch, as the source texts do.
         standardize: scale inputs to zero mean and unit variance, with statistics fitted on the
             training rows only (validation and test rows never leak into them).
-        seed: seeds the split and the shuffling.
+        seed: seeds the split, the folds and the shuffling.
         predict_split: ``train``, ``val`` or ``test``: what ``scripts/train.py predict`` predicts.
+        fold: ``None``, or cross-validation fold ``fold`` (0 to ``folds - 1``): the rows that are not test
+            rows are dealt into ``folds`` seeded folds, stratified by class for class targets; this fold
+            validates, the others train; the test rows stay as they are.
+        folds: the number of folds.
     """
 
     def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0,
-                 predict_split: Split = "test") -> None:
-        super().__init__(batch_size, seed, predict_split)
-        self.standardize = standardize
-        self.mean: torch.Tensor | None = None
-        self.std: torch.Tensor | None = None
+                 predict_split: Split = "test", fold: int | None = None, folds: int = 5) -> None:
+        super().__init__(batch_size, seed, predict_split, fold, folds)
+        self.standardize, self.mean, self.std = standardize, None, None  # mean, std: the training rows', in setup
 
     def load_splits(self) -> dict[str, Examples]:
-        """Return raw ``{"train", "val", "test"}`` splits as ``(inputs, targets)`` float/long tensors."""
-        raise NotImplementedError
+        """The rows of ``arrays()``'s inputs and targets that ``row_indices()`` gives each split."""
+        inputs, targets = (torch.from_numpy(array) for array in self.arrays()[:2])
+        return {name: (inputs[rows], targets[rows]) for name, rows in self.row_indices().items()}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # setup may be called once per stage
             return
         splits = self.load_splits()
         for name, (inputs, _) in splits.items():
-            if inputs.is_floating_point() and not torch.isfinite(inputs).all():
-                bad = (~torch.isfinite(inputs)).nonzero()[0].tolist()
-                raise ConfigError(
-                    f"{type(self).__name__}: the {name} inputs contain NaN or inf (first at row, column {bad}); "
-                    "clean or impute the data before training."
-                )
-        train_inputs = splits["train"][0]
+            if inputs.is_floating_point() and len(bad := (~torch.isfinite(inputs)).nonzero()):
+                raise ConfigError(f"{type(self).__name__}: the {name} inputs contain NaN or inf (first at row, column "
+                                  f"{bad[0].tolist()}); clean or impute the data before training.")
         if self.standardize:
-            self.mean = train_inputs.mean(dim=0)
-            self.std = train_inputs.std(dim=0).clamp_min(1e-8)
+            self.mean, self.std = splits["train"][0].mean(dim=0), splits["train"][0].std(dim=0).clamp_min(1e-8)
             splits = {name: (self.standardize_inputs(inputs), targets) for name, (inputs, targets) in splits.items()}
         self.splits = splits
 
     def standardize_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Apply the training-set standardisation (identity when ``standardize=False``)."""
-        if self.mean is None:
-            return inputs
-        return (inputs - self.mean.to(inputs.device)) / self.std.to(inputs.device)
+        return inputs if self.mean is None else (inputs - self.mean.to(inputs.device)) / self.std.to(inputs.device)
 
     def batches(self, split: str, shuffle: bool) -> TensorBatches:
         inputs, targets = self.on_device(split)
         shuffle = shuffle and self.batch_size is not None  # full-batch training needs no order
-        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, trainer_epoch(self),
-                             *trainer_shard(self, shuffle))
+        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, *trainer_state(self, shuffle))

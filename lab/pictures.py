@@ -3,10 +3,9 @@
     python lab/reproduce.py --data-dir ../shared/data     # the runs (or any report)
     python lab/pictures.py                                # -> docs/images/*.png
 
-Each picture is the last image a panel logged under its tag in the run of ``reports/RESULTS.json``
-(default recipe, first seed; ``--recipe source`` for the source recipes), resized to at most
-``--width`` pixels and palette-compressed. Nothing is drawn here: what the README shows is what
-TensorBoard shows.
+Each picture is the last image a panel logged under its tag in the run of ``reports/RESULTS.json`` (default
+recipe, first seed; ``--recipe source``: the source recipes'), resized to at most ``--width`` pixels and
+palette-compressed. Nothing is drawn here: what the README shows is what TensorBoard shows.
 """
 
 from __future__ import annotations
@@ -47,18 +46,9 @@ def last_image(run_dir: Path, tag: str) -> bytes:
     return max(found)[2]
 
 
-def shrink(png: bytes, width: int) -> bytes:
+def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    if image.width > width:
-        image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-    out = io.BytesIO()
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
-def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", default=str(ROOT / "reports" / "RESULTS.json"), help="the report whose runs to read")
     parser.add_argument("--recipe", choices=("default", "source"), default="default")
@@ -73,18 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     missing = []
     for name, experiment, tag in PICTURES:
-        result = (rows.get(experiment) or {}).get(args.recipe)
-        run_dirs = [Path(path) for path in (result or {}).get("run_dirs", [])]
-        if not run_dirs or not run_dirs[0].is_dir():
-            missing.append(f"{name}: no {args.recipe} run of {experiment} in {report} on this machine")
-            continue
+        run_dirs = [Path(path) for path in ((rows.get(experiment) or {}).get(args.recipe) or {}).get("run_dirs", [])]
         try:
-            png = shrink(last_image(run_dirs[0], tag), args.width)
+            if not run_dirs or not run_dirs[0].is_dir():
+                raise LookupError(f"no {args.recipe} run of {experiment} in {report} on this machine")
+            image = Image.open(io.BytesIO(last_image(run_dirs[0], tag))).convert("RGB")
         except LookupError as error:
             missing.append(f"{name}: {error}")
             continue
-        (out / name).write_bytes(png)
-        print(f"{out / name}: {len(png) / 1024:.0f} KB from {run_dirs[0]} ({tag})")
+        if image.width > args.width:
+            image = image.resize((args.width, round(image.height * args.width / image.width)), Image.LANCZOS)
+        image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out / name, format="PNG", optimize=True)
+        print(f"{out / name}: {(out / name).stat().st_size / 1024:.0f} KB from {run_dirs[0]} ({tag})")
     for line in missing:
         print(f"skipped {line}", file=sys.stderr)
     return 1 if missing else 0

@@ -1,36 +1,35 @@
-"""Run every experiment of the registry (source recipe and default config) into one table.
+"""Run every experiment of the registry (source recipe and default config) over seeds into one table.
 
     python lab/reproduce.py --data-dir ../shared/data            # everything, each experiment's seeds (registry)
     python lab/reproduce.py --quick --only iris,synthetic         # a few steps each: a smoke test
     python lab/reproduce.py --only iris --seeds 0-2               # seeds 0, 1, 2 (also: 0,1,2); --seeds 0: one run
-    python lab/reproduce.py --only fashion_cnn --data-dir ../shared/data  # re-run one row of reports/
     python lab/reproduce.py --only fashion_cnn --accelerator gpu --out reports/gpu
     python lab/reproduce.py --registry my/experiments.yaml --only wine --out my/reports  # your own registry
     python lab/reproduce.py --update-readme                       # README and docs/results.md tables
     python lab/reproduce.py --check-readme                        # exit 1 when they disagree
 
-Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json``: per experiment the metric, the figure the
-source text reports, the scikit-learn baseline where there is one, this project's source-recipe and
-default results as mean +- std over seeds (every seed's value, min and max in the JSON), a verdict
-on the source text's figure (within the source recipe's min-max over seeds: "reproduced"), wall
-times, the commit and the CPU. Seed ``n`` runs a config with ``--seed_everything n`` and its
-datamodule's ``seed`` plus ``n`` (weights, dropout, split and batch order all change). Every run is
-``lightning_models.run`` in this process; logs go to ``lightning_logs/<experiment>/version_N`` as with
-train.py. With ``--only``, an existing report in ``<out>`` of the same kind (quick or not, same
-accelerator and device) keeps its other rows: the listed experiments are re-run and replaced.
+Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json`` (docs/reproducing.md): each recipe's mean ± std over seeds,
+a verdict on the source text's figure, wall times, the commit and the CPU. Seed ``n``: ``--seed_everything n`` and
+the datamodule's ``seed`` plus ``n``. Every run is ``lightning_models.run`` in this process. With ``--only``, an
+existing report in ``<out>`` of the same kind (quick or not, accelerator, device) keeps its other rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: lab/ is not an installed package
@@ -42,43 +41,30 @@ from lightning_models.run import RunResult  # noqa: E402
 
 QUICK = ["--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=5",
          "--trainer.limit_val_batches=5", "--trainer.limit_test_batches=5"]
-Runner = Callable[[Path, list[str]], RunResult]  # (config, options) -> the run's result
-
-
-def groups(experiments: list[Experiment]) -> list[str]:
-    return sorted({experiment.group for experiment in experiments})
 
 
 def select(experiments: list[Experiment], text: str | None) -> list[Experiment]:
-    if not text:
-        return list(experiments)
-    names = {part.strip() for part in text.split(",") if part.strip()}
-    known = {experiment.name for experiment in experiments} | set(groups(experiments))
-    if unknown := sorted(names - known):
-        raise SystemExit(f"error: --only: unknown {', '.join(unknown)}; choose from groups {', '.join(groups(experiments))} "
+    names = {part.strip() for part in (text or "").split(",") if part.strip()}
+    groups = sorted({e.group for e in experiments})
+    if unknown := sorted(names - {e.name for e in experiments} - set(groups)):
+        raise SystemExit(f"error: --only: unknown {', '.join(unknown)}; choose from groups {', '.join(groups)} "
                          f"or experiments {', '.join(e.name for e in experiments)}")
-    return [e for e in experiments if e.name in names or e.group in names]
+    return [e for e in experiments if not names or e.name in names or e.group in names]
 
 
-def data_seed(config: Path) -> int | None:
-    """The seed the config's datamodule uses: its ``seed`` argument, else the class's default; None: it has none."""
-    import importlib
-    import inspect
-
-    import yaml
-
+def seed_options(config: Path, seed: int) -> list[str]:
+    """``--seed_everything seed`` and the datamodule's seed (its ``seed`` argument, else the class's default) plus ``seed``."""
     data = yaml.safe_load(config.read_text())["data"]
-    if "seed" in (data.get("init_args") or {}):
-        return int(data["init_args"]["seed"])
-    module, _, name = data["class_path"].rpartition(".")
-    parameter = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("seed")
-    return None if parameter is None or not isinstance(parameter.default, int) else parameter.default
+    base = (data.get("init_args") or {}).get("seed")
+    if base is None:
+        module, _, name = data["class_path"].rpartition(".")
+        default = getattr(inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("seed"), "default", None)
+        base = default if isinstance(default, int) else None
+    return [f"--seed_everything={seed}", *([] if base is None else [f"--data.init_args.seed={int(base) + seed}"])]
 
 
 def summarize(per_seed: dict[str, list[float | None]]) -> dict:
     """Mean, sample std (0 for one seed), min and max of each key's values over seeds."""
-    import statistics
-
     out: dict[str, dict] = {"values": {}, "std": {}, "min": {}, "max": {}}
     for key, values in per_seed.items():
         found = [v for v in values if v is not None]
@@ -89,45 +75,27 @@ def summarize(per_seed: dict[str, list[float | None]]) -> dict:
 
 
 def verdict(e: Experiment, source: dict | None) -> tuple[str, str]:
-    """("reproduced" | "differs" | "—", why): the source text's figure against the source recipe's seeds
-    (``source``: the source recipe's result, or the default's for experiments whose config is the text's)."""
+    """("reproduced" | "differs" | "—", why): the source text's figure against the seeds of ``source``, the source
+    recipe's result (the default's for experiments whose config is the text's)."""
     figure = e.source_figure
     if not figure:
         return "—", "the text reports no number to compare"
     if source is None:
         return "—", "not run"
-    key = figure["key"]
-    low, high = source["min"].get(key), source["max"].get(key)
+    low, high = source["min"].get(figure["key"]), source["max"].get(figure["key"])
     if low is None:
-        return "—", f"{key} missing"
+        return "—", f"{figure['key']} missing"
     if "value" in figure:  # the text's figure is rounded: half a unit of its last digit either side
         half = 0.5 * 10 ** -len(repr(float(figure["value"])).split(".")[1])
-        ok = low - half <= figure["value"] <= high + half
-        measured = f"text {figure['value']}, seeds {low:.4g}..{high:.4g}"
+        ok, measured = low - half <= figure["value"] <= high + half, f"text {figure['value']}, seeds {low:.4g}..{high:.4g}"
     elif "at_most" in figure:
         ok, measured = high <= figure["at_most"], f"all seeds <= {figure['at_most']}: max {high:.4g}"
     else:
         ok, measured = low >= figure["at_least"], f"all seeds >= {figure['at_least']}: min {low:.4g}"
-    if ok:
-        return "reproduced", measured
-    return "differs", f"{measured}; {e.differs_because or 'cause not found'}"
-
-
-def commit() -> str:
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
+    return ("reproduced", measured) if ok else ("differs", f"{measured}; {e.differs_because or 'cause not found'}")
 
 
 def run_one(config: Path, overrides: list[str]) -> RunResult:
-    """Train, validate and test one config in this process."""
     from lightning_models import run
 
     return run(config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides)
@@ -138,94 +106,62 @@ def value(result: RunResult, key: str) -> float | None:
     return None if found is None else float(found)
 
 
-def seed_options(config: Path, seed: int) -> list[str]:
-    data = data_seed(config)
-    return [f"--seed_everything={seed}", *([] if data is None else [f"--data.init_args.seed={data + seed}"])]
-
-
-def run_all(experiments: list[Experiment], args: argparse.Namespace, runner: Runner | None = None) -> list[dict]:
-    """Every (experiment, recipe) once per seed; ``runner`` defaults to ``run_one`` (tests pass a fake)."""
+def run_all(experiments: list[Experiment], args: argparse.Namespace,
+            runner: Callable[[Path, list[str]], RunResult] = run_one) -> list[dict]:
+    """Every (experiment, recipe) once per seed; ``runner(config, options)`` is ``run_one`` (tests pass a fake)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    runner = runner or run_one
+    from lightning_models.machine import code_record
+
+    code = code_record()
+    revision = "unknown" if code is None else code["commit"][:7] + ("+changes" if code["dirty"] else "")
     overrides = [*(QUICK if args.quick else []), f"--trainer.accelerator={args.accelerator}"]
     seeds = {e.name: parse_seeds(args.seeds or ("0" if args.quick else e.seeds)) for e in experiments}
     jobs = [(e, recipe) for e in experiments for recipe in RECIPES
             if (recipe == "default" or e.source_config is not None) and (not e.needs_data_dir or args.data_dir)]
-    rows = {e.name: {"experiment": e.name, **e.record(), "source": None, "default": None} for e in experiments}
-    for e in experiments:
-        if e.needs_data_dir and not args.data_dir:
-            rows[e.name]["note"] = "skipped: no --data-dir"
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    revision = commit()
-    with Progress(*columns, transient=False) as progress:
+    rows = {e.name: {"experiment": e.name, **e.record(), "source": None, "default": None,
+                     **({"note": "skipped: no --data-dir"} if e.needs_data_dir and not args.data_dir else {})} for e in experiments}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("experiments", total=sum(len(seeds[e.name]) for e, _ in jobs))
         for e, recipe in jobs:
-            keys = e.source_keys if recipe == "source" else e.default_keys
-            config = e.config(recipe)
-            extra = [*e.data_overrides(args.data_dir), *(e.quick_overrides if args.quick else [])]
-            runs: list[tuple[RunResult, float]] = []
+            config, runs = e.config(recipe), []
             for seed in seeds[e.name]:
                 progress.update(task, description=f"{e.name} ({recipe}, seed {seed})")
                 started = time.perf_counter()
-                result = runner(config, [*overrides, *extra, *seed_options(config, seed)])
+                result = runner(config, [*overrides, *e.data_overrides(args.data_dir), *(e.quick_overrides if args.quick else []),
+                                         *seed_options(config, seed)])
                 runs.append((result, round(time.perf_counter() - started, 1)))
                 progress.advance(task)
+            keys = e.source_keys if recipe == "source" else e.default_keys
             per_seed = {key: [value(result, key) for result, _ in runs] for key in keys}
-            sklearn = [value(result, e.sklearn_key) for result, _ in runs] if e.sklearn_key else None
             first = runs[0][0]
             rows[e.name][recipe] = {
                 **summarize(per_seed), "per_seed": per_seed, "seeds": seeds[e.name],
-                "sklearn": summarize({"s": sklearn})["values"]["s"] if sklearn else None,
-                "wall_time_s": round(sum(seconds for _, seconds in runs), 1),
-                "wall_times_s": [seconds for _, seconds in runs],
+                "sklearn": summarize({"s": [value(result, e.sklearn_key) for result, _ in runs]})["values"]["s"] if e.sklearn_key else None,
+                "wall_time_s": round(sum(seconds for _, seconds in runs), 1), "wall_times_s": [seconds for _, seconds in runs],
                 "epochs": first.record["epochs"], "global_step": first.record["global_step"],
                 "run_dir": str(first.folder), "run_dirs": [str(result.folder) for result, _ in runs],
                 "config": shown_path(config), "date": time.strftime("%Y-%m-%d"), "commit": revision,
             }
     for e in experiments:
-        recipe = "source" if e.source_config else "default"
-        rows[e.name]["verdict"], rows[e.name]["verdict_reason"] = verdict(e, rows[e.name][recipe])
+        rows[e.name]["verdict"], rows[e.name]["verdict_reason"] = verdict(e, rows[e.name]["source" if e.source_config else "default"])
     return list(rows.values())
 
 
 def machine() -> dict:
+    """The device, the CPU model and the vector extensions float results depend on, the library versions."""
     import platform
 
     import torch
 
+    from lightning_models.machine import cpu_info
     from lightning_models.run import library_versions
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    return {"device": device, **cpu(), "platform": platform.platform(), "threads": torch.get_num_threads(),
-            **library_versions()}
-
-
-def cpu() -> dict:
-    """CPU model and the vector extensions float results depend on (Linux's /proc/cpuinfo)."""
-    import torch
-
-    from lightning_models.machine import cpu_info
-
     model, flags = cpu_info()
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    return {"cpu": model, "cpu_extensions": [flag for flag in wanted if flag in flags],
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
-def merge_rows(rows: list[dict], out: Path, meta: dict, experiments: list[Experiment]) -> list[dict]:
-    """``rows`` plus the other experiments' rows of an existing report of the same kind in ``out``."""
-    path = out / "RESULTS.json"
-    if not path.is_file():
-        return rows
-    old = json.loads(path.read_text())
-    same = ("quick", "accelerator")
-    if any(old["meta"].get(key) != meta[key] for key in same) or old["meta"]["machine"]["device"] != meta["machine"]["device"]:
-        print(f"note: {path} comes from another kind of run (quick, accelerator or device differ); it is replaced, not merged")
-        return rows
-    new = {row["name"]: row for row in rows}
-    merged = {**{row["name"]: row for row in old["experiments"]}, **new}
-    return [merged[e.name] for e in experiments if e.name in merged]
+    extensions = [flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]
+    return {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores",
+            "cpu": model, "cpu_extensions": extensions, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "platform": platform.platform(), "threads": torch.get_num_threads(), **library_versions()}
 
 
 def write_report(rows: list[dict], args: argparse.Namespace, seconds: float, experiments: list[Experiment]) -> None:
@@ -233,8 +169,15 @@ def write_report(rows: list[dict], args: argparse.Namespace, seconds: float, exp
     out.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "accelerator": args.accelerator,
             "data_dir": args.data_dir, "total_wall_time_s": round(seconds, 1), "machine": machine()}
+    old = json.loads((out / "RESULTS.json").read_text()) if args.only and (out / "RESULTS.json").is_file() else None
+    kinds = [(m.get("quick"), m.get("accelerator"), m["machine"]["device"]) for m in (old["meta"], meta)] if old else None
+    if kinds and kinds[0] != kinds[1]:
+        print(f"note: {out / 'RESULTS.json'} comes from another kind of run (quick, accelerator or device differ); "
+              "it is replaced, not merged")
+    elif old:  # the listed experiments' rows replace theirs; the others stay
+        merged = {row["name"]: row for row in [*old["experiments"], *rows]}
+        rows = [merged[e.name] for e in experiments if e.name in merged]
     if args.only:
-        rows = merge_rows(rows, out, meta, experiments)
         runs = [row[recipe] for row in rows for recipe in RECIPES if row[recipe]]
         meta["total_wall_time_s"] = round(sum(run["wall_time_s"] for run in runs), 1)
         meta["date"] = ", ".join(sorted({run["date"] for run in runs})) or meta["date"]
@@ -269,24 +212,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help="comma-separated experiments or groups of the registry")
     parser.add_argument("--quick", action="store_true", help="2 epochs of at most 5 batches each: checks, not results")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder for experiments with needs_data_dir (Fashion-MNIST: holding FashionMNIST/raw/); skipped without it")
+    parser.add_argument("--data-dir", default=None, help="folder for experiments with needs_data_dir (holding FashionMNIST/raw/)")
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (the GPU when there is one)")
-    parser.add_argument("--seeds", default=None,
-                        help="seeds per row, e.g. 0-4 or 0,1,2 (default: the registry's seeds, 0-4 unless it says; --quick: 0)")
+    parser.add_argument("--seeds", default=None, help="seeds per row, e.g. 0-4 or 0,1,2 (default: the registry's; --quick: 0)")
     parser.add_argument("--registry", default=str(REGISTRY), help="the experiment registry (default: configs/experiments.yaml)")
-    parser.add_argument("--out", default=None,
-                        help="folder for RESULTS.md and RESULTS.json (default: reports/ here; with --update-readme, the project's)")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="rewrite README.md's experiments table and docs/results.md's results table from <out>/RESULTS.json")
+    parser.add_argument("--out", default=None, help="folder for RESULTS.md/.json (default: reports/ here; --update-readme: the project's)")
+    parser.add_argument("--update-readme", action="store_true", help="rewrite README.md's and docs/results.md's tables from the report")
     parser.add_argument("--check-readme", action="store_true", help="exit 1 when those tables differ from what --update-readme writes")
-    parser.add_argument("--readme", default=str(ROOT / "README.md"), help=argparse.SUPPRESS)
-    parser.add_argument("--results-page", default=str(ROOT / "docs" / "results.md"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.registry)
     except ValueError as error:
         parser.error(str(error))
+    try:
+        parse_seeds(args.seeds or "0")
+    except ValueError as error:
+        parser.error(f"--{error}")
     if args.update_readme or args.check_readme:
         if Path(args.registry).resolve() != REGISTRY:
             parser.error(f"--registry {args.registry}: the project's tables come from {shown_path(REGISTRY)}; "
@@ -294,13 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         report = Path(args.out or ROOT / "reports") / "RESULTS.json"
         if not report.is_file():
             parser.error(f"no report at {report}; run lab/reproduce.py first or give --out")
-        return check_tables(report, Path(args.readme), Path(args.results_page), registry, update=args.update_readme)
+        return check_tables(report, ROOT / "README.md", ROOT / "docs" / "results.md", registry, update=args.update_readme)
     experiments = select(registry, args.only)
-    if args.seeds is not None:
-        try:
-            parse_seeds(args.seeds)
-        except ValueError as error:
-            parser.error(f"--{error}")
     if args.data_dir and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir!r} is not a folder")
     import pytorch_lightning  # noqa: F401  (configures its loggers on import: quieten them afterwards)
@@ -309,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()
-    rows = run_all(experiments, args)
-    write_report(rows, args, time.perf_counter() - started, registry)
+    write_report(run_all(experiments, args), args, time.perf_counter() - started, registry)
     return 0
 
 

@@ -147,6 +147,12 @@ class TaskModule(pl.LightningModule):
         return (self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
                 and not self.trainer.gradient_clip_val)
 
+    def on_train_start(self) -> None:
+        if self.trainer.overfit_batches:  # can the model fit these batches? dropout would only hide the answer
+            for module in self.modules():
+                if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)):
+                    module.eval()  # Lightning keeps a module's mode across validation
+
     def on_fit_start(self) -> None:
         if self.trainer.precision.startswith("bf16") and self.device.type == "cpu" and not cpu_has_native_bf16():
             rank_zero_warn(f"precision={self.trainer.precision} on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated "

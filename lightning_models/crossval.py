@@ -29,7 +29,7 @@ import logging
 import shutil
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,9 @@ import yaml
 
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
+from lightning_models.experiments import parse_seeds
 from lightning_models.run import build, run
 from lightning_models.run_folders import LOG_ROOT
-from lightning_models.sweep import SweepError, sweep_folder
 
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
 
@@ -84,8 +84,8 @@ def prepare(config: str, options: Sequence[str], folds: int, seeds: Sequence[int
     """Check everything and return the settings (crossval.yaml), before anything is written."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise CrossValidationError(f"--folds {folds!r}: expected an integer of at least 2")
-    folder = sweep_folder(argparse.Namespace(config=config, name=name))
     parts = build(config, *options)
+    folder = Path(LOG_ROOT, parts.config.experiment_name, name)  # the experiment's folder, as its runs' version_N
     if reason := why_it_cannot_fold(parts.datamodule):
         raise CrossValidationError(f"{config}: {reason}")
     if not parts.config.test_after_fit:
@@ -104,12 +104,13 @@ def prepare(config: str, options: Sequence[str], folds: int, seeds: Sequence[int
 
 def baselines(settings: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
     """scikit-learn's LogisticRegression and MLPClassifier on each fold's own training tensors (the ones the net
-    trains on), scored on its validation and test tensors. Building every fold's datamodule here also checks, before
+    trains on), scored on its validation and test tensors; for classification datamodules that hold their splits in
+    memory (``datamodule.splits``). Building every fold's datamodule here also checks, before
     any run starts, that every fold can be built."""
     scores: dict[str, list[dict[str, float]]] = {}
     for fold in range(settings["folds"]):
         datamodule = fold_datamodule(settings["config"], fold, settings["folds"], *settings["extra"])
-        if not settings["classification"]:
+        if not (settings["classification"] and getattr(datamodule, "splits", None)):  # none in memory: too big for these
             continue
         arrays = {split: (inputs.flatten(1).float().numpy(), targets.numpy()) for split, (inputs, targets) in datamodule.splits.items()}
         for model_name, model in baseline_models(settings).items():
@@ -165,7 +166,7 @@ def run_fold(settings: dict[str, Any], fold: int, seed: int) -> dict[str, Any]:
         with contextlib.redirect_stdout(io.StringIO()):  # run()'s own summary: the line below says it for the fold
             record = run(*args).record
     metrics = ", ".join(f"{key}={value:.4g}" for stage in ("val", "test") for key, value in sorted(record[stage].items()))
-    print(f"fold {fold + 1}/{settings['folds']}, seed {seed}{note}: {metrics} ({folder})", flush=True)
+    print(f"fold {fold} ({fold + 1} of {settings['folds']}), seed {seed}{note}: {metrics} ({folder})", flush=True)
     return {"fold": fold, "seed": seed, "folder": str(folder), "val": record["val"], "test": record["test"]}
 
 
@@ -224,6 +225,21 @@ def baseline_table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def lightning_info_hidden() -> Iterator[None]:
+    """Lightning's INFO lines (seed, accelerator, checkpoint restored) hidden: the line per fold says what matters."""
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@lightning_info_hidden()
 def crossval(config: str | Path, *options: str, folds: int = 5, seeds: Sequence[int] | None = None,
              name: str = "crossval") -> CrossValidation:
     """Cross-validate ``config`` over ``folds`` folds (once per seed in ``seeds``; default: the config's seed).
@@ -248,21 +264,20 @@ def crossval(config: str | Path, *options: str, folds: int = 5, seeds: Sequence[
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    for name in ("pytorch_lightning", "lightning_fabric"):  # the per-fold lines say what matters
-        logging.getLogger(name).setLevel(logging.WARNING)
     split = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="the experiment config to cross-validate")
     parser.add_argument("--folds", type=int, default=5, help="folds of the non-test rows (at least 2)")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds: each fold trains once per seed")
+    parser.add_argument("--seeds", default=None, help="seeds such as 0-4 or 0,2,5-7: each fold trains once per seed")
     parser.add_argument("--name", default="crossval", help="the folder under lightning_logs/<experiment>/")
     args = parser.parse_args(argv[:split])
     try:
-        if args.seeds and not all(part.strip().lstrip("-").isdigit() for part in args.seeds.split(",")):
-            raise CrossValidationError(f"--seeds {args.seeds!r}: expected comma-separated integers such as 0,1,2")
-        seeds = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
+        try:
+            seeds = parse_seeds(args.seeds) if args.seeds else None
+        except ValueError as error:
+            raise CrossValidationError(f"--{error}") from None
         result = crossval(args.config, *argv[split + 1 :], folds=args.folds, seeds=seeds, name=args.name)
-    except (ConfigError, SweepError, argparse.ArgumentError) as error:
+    except (ConfigError, argparse.ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print("\n" + result.table)

@@ -1,14 +1,15 @@
 """Lightning's Trainer, with ``precision: auto``: the fastest precision known to be right on the machine at hand."""
 
 import inspect
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 
 from lightning_models.machine import auto_precision
 
 # Lightning's own accepted values, read from its signature, plus "auto" (jsonargparse checks a config against it).
-Precision = Union[Literal["auto"], inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation]
+LIGHTNING_PRECISION = inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation
+Precision = Literal["auto"] | LIGHTNING_PRECISION
 
 
 class Trainer(pl.Trainer):

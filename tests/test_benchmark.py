@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,63 @@ def test_fashion_cases_in_quick_mode_on_tiny_idx_files(tmp_path):
     assert len(pngs) == 400 and len({path.parent.name for path in pngs}) == 10
     assert (folder / ".template-cache").is_dir()
     assert set(records["image_folder_vs_fashion"]["ratio_by_side"]) == {"image_folder"}
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_reports_the_first_validation_at_the_threshold(tmp_path, monkeypatch, capsys):
+    """Quick mode on tiny IDX files, two seeds: the reported epoch and seconds are those of the first validation whose
+    val/acc, read back from the run's TensorBoard events, reaches the threshold; precision, CPU and test accuracy are
+    the run's own; the record joins an existing JSON file beside the other cases' records."""
+    import logging
+    import statistics
+
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lab import benchmark
+    from lightning_models.machine import cpu_info
+    from tests.helpers import write_idx
+
+    monkeypatch.chdir(tmp_path)
+    data = write_idx(tmp_path / "tiny", train=400, test=64)
+    out = tmp_path / "bench.json"
+    out.write_text(json.dumps({"meta": {"quick": True}, "cases": [{"case": "iris_full_batch", "ratio": 1.0}]}))
+    threshold = 0.1
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [logger.level for logger in loggers]
+    try:  # in this process: main quietens Lightning's loggers, which other tests may read
+        benchmark.main(["--quick", "--cases", "time_to_accuracy", "--data-dir", str(data), "--seeds", "0,1",
+                        "--threshold", str(threshold), "--json", str(out)])
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+    cases = json.loads(out.read_text())["cases"]
+    assert [case["case"] for case in cases] == ["iris_full_batch", "time_to_accuracy"] and cases[0]["ratio"] == 1.0
+    record = cases[1]
+    assert [run["seed"] for run in record["runs"]] == [0, 1] and record["threshold"] == threshold
+    assert record["cpu"] == cpu_info()[0]
+    printed = capsys.readouterr().out
+    for run in record["runs"]:
+        folder = Path(run["run_dir"])
+        metrics = json.loads((folder / "metrics.json").read_text())
+        logged = []  # one per epoch (the config validates every epoch); run's validation after fit logs at the final step
+        for path in folder.glob("events.out.tfevents.*"):
+            events = EventAccumulator(str(path), size_guidance={"scalars": 0}).Reload()
+            logged += events.Scalars("val/acc") if "val/acc" in events.Tags()["scalars"] else []
+        logged = sorted((event for event in logged if event.step < metrics["global_step"]), key=lambda event: event.step)
+        assert [round(event.value, 6) for event in logged] == [round(v["val_acc"], 6) for v in run["validations"]]
+        first = next((epoch for epoch, event in enumerate(logged, 1) if event.value >= threshold), None)
+        assert run["reached"] == (first is not None) and run["epoch"] == first
+        assert run["epochs"] == len(logged) == 4 and 0 < run["validations"][0]["seconds"] <= run["train_s"]
+        if first is not None:  # seconds since the start of training: the events' own clock between validations agrees
+            assert run["seconds"] == run["validations"][first - 1]["seconds"]
+            assert run["seconds"] - run["validations"][0]["seconds"] == pytest.approx(
+                logged[first - 1].wall_time - logged[0].wall_time, abs=1.0)
+            assert f"seed {run['seed']}: val/acc >= {threshold} at epoch {first}, {run['seconds']:.1f} s" in printed
+        else:
+            assert run["seconds"] is None and f"seed {run['seed']}: val/acc >= {threshold} not reached" in printed
+        assert run["test_acc"] == metrics["test"]["test/acc"] and metrics["checkpoints"]["best"]  # the best checkpoint's
+        assert run["precision"] == yaml.safe_load((folder / "config.yaml").read_text())["trainer"]["precision"]
+    accuracies = [run["test_acc"] for run in record["runs"]]
+    assert record["test_acc_mean"] == pytest.approx(statistics.fmean(accuracies))
+    assert record["test_acc_std"] == pytest.approx(statistics.stdev(accuracies))

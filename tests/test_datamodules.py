@@ -1,8 +1,22 @@
+import inspect
+import re
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_iris
 
-from datamodules import IrisDataModule, TensorBatches, TensorDataModule
+from datamodules import (
+    CSVDataModule,
+    FashionMNISTDataModule,
+    FunctionDataModule,
+    ImageFolderDataModule,
+    IrisDataModule,
+    PlaneDataModule,
+    TensorBatches,
+    TensorDataModule,
+)
 from datamodules.tensor import stratified_split
 from lightning_models.checks import ConfigError
 
@@ -125,3 +139,54 @@ def test_stratified_split_is_seeded_keeps_each_class_share_and_draws_nothing_at_
 
 def test_iris_class_names_are_known_when_built():
     assert IrisDataModule().class_names == ["setosa", "versicolor", "virginica"]
+
+
+def assert_cross_validation(fold_rows: list[tuple[list, list]], rest: list, label_of: dict, folds: int) -> None:
+    """``fold_rows[k]``: the identities of fold k's training and validation rows; ``rest``: those of the rows
+    that are not test rows (unique); ``label_of``: identity -> class."""
+    assert len(fold_rows) == folds and len(set(rest)) == len(rest)
+    assert sorted(row for _, val in fold_rows for row in val) == sorted(rest)  # disjoint folds, each row once
+    shares = Counter(label_of[row] for row in rest)
+    for train, val in fold_rows:
+        assert sorted(train) == sorted(set(rest) - set(val))
+        counts = Counter(label_of[row] for row in val)
+        assert all(abs(counts[label] - count / folds) <= 1 for label, count in shares.items()), (counts, shares)
+
+
+@pytest.mark.parametrize(("options", "folds"), [({"val_fraction": 0.2}, 5), ({"val_fraction": 0.0, "partition": "stratified",
+                                                                            "test_fraction": 0.2, "seed": 4}, 3)])
+def test_iris_folds_divide_the_non_test_rows_and_leave_the_test_rows(options, folds):
+    plain = IrisDataModule(standardize=False, **options)
+    plain.setup()
+    raw, species = (torch.from_numpy(array) for array in load_iris(return_X_y=True))
+    test_rows = plain.row_indices()["test"].tolist()  # iris holds a duplicate flower: rows are named by number
+    assert torch.equal(plain.splits["test"][0], raw[test_rows].float())
+    if options.get("partition") != "stratified":
+        assert test_rows == list(range(0, 150, 2))  # the source texts' even rows stay the test rows
+    rest = sorted(set(range(150)) - set(test_rows))
+    fold_rows = []
+    for fold in range(folds):
+        data = IrisDataModule(standardize=False, fold=fold, folds=folds, **options)
+        data.setup()
+        rows = data.row_indices()
+        assert all(torch.equal(a, b) for a, b in zip(data.splits["test"], plain.splits["test"]))
+        assert torch.equal(data.splits["val"][0], raw[rows["val"]].float()) and torch.equal(data.splits["val"][1], species[rows["val"]])
+        assert torch.equal(data.splits["train"][0], raw[rows["train"]].float())
+        fold_rows.append((rows["train"].tolist(), rows["val"].tolist()))
+    assert_cross_validation(fold_rows, rest, dict(enumerate(species.tolist())), folds)
+    scaled = IrisDataModule(fold=1, folds=folds, **options)  # statistics from the fold's training rows only
+    scaled.setup()
+    torch.testing.assert_close(scaled.mean, raw[fold_rows[1][0]].float().mean(0))
+
+
+def test_bad_fold_options_are_one_clear_error():
+    for options, named in [({"folds": 1}, "folds=1"), ({"fold": 5}, "fold=5"), ({"fold": -1, "folds": 3}, "fold=-1"),
+                           ({"fold": 0, "folds": 2.5}, "folds=2.5"), ({"fold": 1.0}, "fold=1.0")]:
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            IrisDataModule(**options)
+    with pytest.raises(ConfigError, match=r"folds=40 is more than the 25 rows of class 0"):
+        IrisDataModule(fold=0, folds=40, val_fraction=0.0).setup()
+    assert "fold" not in inspect.signature(FashionMNISTDataModule).parameters and FashionMNISTDataModule.why_no_folds
+    assert "fold" not in inspect.signature(FunctionDataModule).parameters and FunctionDataModule.why_no_folds
+    for datamodule in (IrisDataModule, CSVDataModule, PlaneDataModule, ImageFolderDataModule):
+        assert {"fold", "folds"} <= set(inspect.signature(datamodule).parameters) and not hasattr(datamodule, "why_no_folds")

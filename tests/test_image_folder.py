@@ -17,6 +17,7 @@ from datamodules.image_folder import Decoded
 from lightning_models.checks import ConfigError
 from tests.conftest import CONFIGS, run_train
 from tests.helpers import IMAGE_CLASSES, event_tags, write_folder
+from tests.test_datamodules import assert_cross_validation
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -185,3 +186,36 @@ def test_fractions_that_leave_no_split_are_refused(tmp_path, options, named):
 def test_bad_augmentation_options_are_refused():
     with pytest.raises(ConfigError, match="augment_from_epoch=-1"):
         ImageFolderDataModule("not_read", augment_from_epoch=-1)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_image_folds_divide_the_non_test_images_stratified_and_leave_the_test_images(tmp_path, given):
+    if given:  # train and val folders are dealt into the folds together
+        for split, count in (("train", 8), ("val", 4), ("test", 3)):
+            write_folder(tmp_path / "images" / split, per_class=count, seed=len(split))
+    else:
+        write_folder(tmp_path / "images", per_class=20)
+    options = {"root": str(tmp_path / "images"), "normalize": False, "cache_dir": str(tmp_path / "cache")}
+    plain = ImageFolderDataModule(**options)
+    plain.setup()
+    label_of = {}  # every image named by its (random, distinct) pixels
+    for path in (tmp_path / "images").rglob("*.png"):
+        label_of[np.array(Image.open(path)).tobytes()] = IMAGE_CLASSES.index(path.parent.name)
+    test = [image.numpy().tobytes() for image in plain.splits["test"][0]]
+    if given:
+        assert sorted(test) == sorted(np.array(Image.open(p)).tobytes() for p in (tmp_path / "images" / "test").rglob("*.png"))
+    rest = sorted(set(label_of) - set(test))
+    fold_rows = []
+    for fold in range(3):
+        data = ImageFolderDataModule(fold=fold, folds=3, **options)
+        data.setup()
+        assert all(torch.equal(a, b) for a, b in zip(data.splits["test"], plain.splits["test"]))
+        for split in ("train", "val"):
+            images, labels = data.splits[split]
+            assert labels.tolist() == [label_of[image.numpy().tobytes()] for image in images]
+        fold_rows.append(tuple([image.numpy().tobytes() for image in data.splits[split][0]] for split in ("train", "val")))
+    assert_cross_validation(fold_rows, rest, label_of, 3)
+    scaled = ImageFolderDataModule(fold=1, folds=3, **{**options, "normalize": True})
+    scaled.setup()  # normalised with the fold's training images only
+    train = torch.stack([torch.frombuffer(bytearray(row), dtype=torch.uint8) for row in fold_rows[1][0]]).float() / 255
+    torch.testing.assert_close(scaled.mean, train.mean().view(1))

@@ -87,6 +87,8 @@ def test_tensorboard_hparams_are_the_readable_ones_with_the_final_metrics(tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "lightning_logs" / "iris_logistic_regression" / "version_0"
     values, metrics = hparams_in_events(run)
+    run_record = {key: values.pop(key) for key in list(values) if key == "precision" or key.startswith(("machine/", "code/"))}
+    assert run_record["precision"] == "32-true"  # the machine and commit entries are checked in test_precision
     assert values == {"net": "MLP", "optimizer": "Adam", "optimizer.lr": 0.05, "num_features": 4.0, "num_outputs": 3.0,
                       "updates_per_step": 50.0, "scheduler": "None", "net.hidden_sizes": "[8]"}
     recorded = json.loads((run / "metrics.json").read_text())

@@ -12,8 +12,8 @@ import yaml
 
 from lightning_models import build, machine, run
 from lightning_models.machine import cpu_has_native_bf16
-from lightning_models.trainer import Trainer
 from lightning_models.nets import FashionCNN
+from lightning_models.trainer import Trainer
 from tests.conftest import CONFIGS, ROOT, build_from_config
 from tests.helpers import write_idx
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from tests.conftest import CONFIGS, ROOT, run_train
@@ -58,6 +59,10 @@ def journal_study(folder: Path) -> optuna.Study:
     ({"parameters": {HIDDEN: {"type": "categorical", "choices": []}}}, [], "categorical needs a non-empty 'choices'"),
     ({**SPACE, "objective": {"metric": "val/r2"}}, [], "objective metric 'val/r2' is never logged"),
     (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage postgresql://nobody@127.0.0.1:1/none: cannot"),
+    (SPACE, ["--storage", "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none"], "--storage postgresql+psycopg://nobody:***@127"),
+    (SPACE, ["--seeds", "0-x"], "--seeds '0-x': '0-x' is not a seed or a range; give e.g. 0-4"),
+    (SPACE, ["--heartbeat", "5", "--grace", "5"], "--heartbeat 5 --grace 5 --max-retry 2: expected"),
+    (SPACE, ["--folds", "1"], "--folds 1: expected an integer of at least 2"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, space, options, message):
     from lightning_models.sweep import main
@@ -66,12 +71,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
     status = main(["--config", IRIS, "--space", write_space(tmp_path, space), "--trials", "2", *options])
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+    assert "hunter2" not in error[0]  # a password is never shown
     if "never logged" in message:
         assert "val/acc" in error[0] and "val/loss" in error[0]  # the metrics that do exist
     assert not (tmp_path / "lightning_logs").exists()
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # retry_history
 def test_killed_worker_then_resume_gives_exactly_the_requested_trials(tmp_path):
     kill = {"class_path": "tests.helpers.KillAtBatch",
             "init_args": {"epoch": 2, "once": str(tmp_path / "killed-once"), "log_dir_contains": "trial_1"}}
@@ -84,13 +91,13 @@ def test_killed_worker_then_resume_gives_exactly_the_requested_trials(tmp_path):
     before = {t.number: t.state for t in journal_study(folder).trials}
     assert before[1] == TrialState.RUNNING and list(before.values()).count(TrialState.COMPLETE) == 3
 
-    resumed = sweep([*args, "--resume", "--retry-failed"], tmp_path)
+    resumed = sweep([*args, "--resume"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "trial 1 was left running by a dead worker: marked failed" in resumed.stdout
+    assert "trial 1 was left running by a dead worker: queued again" in resumed.stdout
     trials = journal_study(folder).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4  # exactly as requested
     assert [t.state for t in trials if t.number == 1] == [TrialState.FAIL]
-    retry = next(t for t in trials if t.user_attrs.get("retry_of") == 1)  # --retry-failed: its values again
+    retry = next(t for t in trials if RetryHeartbeatStaleTrialCallback.retry_history(t) == [1])  # its values again
     assert retry.params == trials[1].params and retry.state == TrialState.COMPLETE
     run_dirs = [Path(d).name for t in trials if t.state == TrialState.COMPLETE for d in t.user_attrs["run_dirs"]]
     assert sorted(run_dirs) == sorted(f"trial_{t.number}" for t in trials if t.state == TrialState.COMPLETE)
@@ -102,42 +109,35 @@ def pg_binary(name: str) -> str | None:
     return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
 
 
+PASSWORD = "s3cret-Pa55word"  # the throwaway server's; a test looks for it in every file a sweep writes
+
+
 @pytest.fixture
-def postgres_url():
-    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port (as the `postgres` user when run as root)."""
+def postgres_url(monkeypatch):
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port that asks for a password (scram-sha-256; run as
+    the `postgres` user when root). Yields the URL without the password; PGPASSWORD holds it, as libpq reads it."""
     initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
     pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install -e '.[test]'")
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    (folder / "pwfile").write_text(PASSWORD + "\n")
     if as_user:
-        shutil.chown(folder, "postgres")
+        for path in (folder, folder / "pwfile"):
+            shutil.chown(path, "postgres")
     data, port = folder / "data", free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth", "trust"], check=True,
-                   capture_output=True)
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth", "scram-sha-256", "--pwfile",
+                    str(folder / "pwfile")], check=True, capture_output=True)
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
     subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
                    check=True, capture_output=True)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"  # psycopg 3, named explicitly
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.mark.slow
-def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
-    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "4", "--workers", "2", "--pruner", "none",
-                  "--name", "pg", "--storage", postgres_url, "--", *SHORT], tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    study = optuna.load_study(study_name="iris_mlp_classifier/pg", storage=postgres_url)
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 4 and len({t.number for t in complete}) == 4
-    assert len({t.user_attrs["run_dirs"][0] for t in complete}) == 4  # distinct run folders
-    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "pg"
-    for log in ("worker_0.log", "worker_1.log"):  # both workers ran trials
-        assert "trial " in (folder / log).read_text(), log
 
 
 @pytest.fixture(scope="module")
@@ -169,15 +169,69 @@ def test_best_yaml_retrains_to_the_best_trials_metrics(finished_sweep, tmp_path)
 
 
 @pytest.mark.slow
-def test_seeds_train_each_trial_once_per_seed_and_the_mean_counts(tmp_path):
-    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "1", "--seeds", "0,1", "--name", "m",
-                  "--", *SHORT], tmp_path)
+def test_seeds_train_each_trial_once_per_seed_and_the_summary_adds_up(tmp_path):
+    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "1", "--seeds", "0-2", "--name", "m",
+                  "--", "--trainer.max_epochs=2"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "m"
-    values = [json.loads((folder / f"trial_0_seed_{seed}" / "metrics.json").read_text())["val"]["val/loss"] for seed in (0, 1)]
-    assert values[0] != values[1]  # two seeds, two runs
+    values = [json.loads((folder / f"trial_0_seed_{seed}" / "metrics.json").read_text())["val"]["val/loss"] for seed in (0, 1, 2)]
+    assert len(set(values)) == 3  # three seeds, three runs
     trial = journal_study(folder).trials[0]
-    assert trial.value == pytest.approx(sum(values) / 2) and trial.user_attrs["std"] == pytest.approx(abs(values[0] - values[1]) / 2)
+    assert trial.value == pytest.approx(sum(values) / 3)
+    assert trial.user_attrs["std"] == pytest.approx((sum((v - sum(values) / 3) ** 2 for v in values) / 3) ** 0.5)
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in (folder / "summary.md").read_text().splitlines() if line.startswith("|")]
+    header, rule, row = rows  # one trial
+    assert len(header) == len(rule) == len(row) and all(header) and set(rule) == {"---"}  # a header for every column
+    cells = dict(zip(header, row))
+    assert not [name for name in header if "init_args" in name]  # the names TensorBoard's HParams tab shows
+    assert float(cells["optimizer.lr"]) == pytest.approx(trial.params[LR])
+    assert json.loads(cells["net.hidden_sizes"]) == json.loads(trial.params[HIDDEN])
+    assert json.loads(cells["net.activation"]) == json.loads(trial.params["model.init_args.net.init_args.activation"])
+    assert float(cells["val/loss (mean)"]) == pytest.approx(trial.value, rel=1e-5)
+    assert [float(v) for v in cells["val/loss per run"].split(", ")] == pytest.approx(values, rel=1e-5)
+    assert cells["run folders"] == "trial_0_seed_0, trial_0_seed_1, trial_0_seed_2" and cells["trial"] == "0"
+
+
+def test_folds_on_a_datamodule_that_cannot_fold_is_one_line(tmp_path, monkeypatch, capsys):
+    from lightning_models.sweep import main
+
+    monkeypatch.chdir(tmp_path)
+    space = {"parameters": {LR: {"type": "float", "low": 0.001, "high": 0.1}}}
+    status = main(["--config", str(CONFIGS / "exp_fit.yaml"), "--space", write_space(tmp_path, space), "--folds", "3"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and error == ["error: --folds 3: FunctionDataModule cannot fold: its training points are freshly "
+                                     "sampled every step, so there is no fixed set of rows to divide into folds."]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.slow
+def test_folds_optimise_the_cross_validated_mean(tmp_path):
+    done = sweep(["--config", IRIS, "--space", write_space(tmp_path), "--trials", "6", "--folds", "3", "--name", "cv",
+                  "--pruner", "none", "--", "--trainer.max_epochs=2"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "cv"
+    study = journal_study(folder)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    best = study.best_trial
+    runs = [folder / f"trial_{best.number}_fold_{fold}" for fold in range(3)]
+    values = [json.loads((run / "metrics.json").read_text())["val"]["val/loss"] for run in runs]
+    assert best.value == pytest.approx(sum(values) / 3, rel=1e-6)
+    assert best.value == min(t.value for t in study.trials)
+    from collections import Counter
+
+    from lightning_models import build
+
+    rows = {}  # each fold validated on its own rows: together the folds' validation sets are the non-test rows once
+    for fold, run in enumerate(runs):
+        config = yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]
+        assert (config["fold"], config["folds"]) == (fold, 3)
+        datamodule = build(run / "config.yaml", "--data.init_args.standardize=false").datamodule  # raw measurements
+        datamodule.setup("fit")
+        rows[fold] = {name: Counter(map(tuple, tensors[0].tolist())) for name, tensors in datamodule.splits.items()}
+    assert rows[0]["val"] + rows[1]["val"] + rows[2]["val"] == rows[0]["train"] + rows[0]["val"]
+    assert rows[0]["test"] == rows[1]["test"] == rows[2]["test"]
+    assert "mean over seeds [0] x 3 folds" in (folder / "summary.md").read_text()
 
 
 @pytest.mark.parametrize("space", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)

@@ -13,6 +13,7 @@ from datamodules.synthetic import describe_polynomial, polynomial_target, quadra
 from lightning_models.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 from tests.helpers import event_tags, run_script
+from tests.test_datamodules import assert_cross_validation
 
 
 def test_polynomial_target_is_text003s():
@@ -109,3 +110,25 @@ def test_numpy_export_matches_torch(tmp_path):
         sys.modules.pop("numpy_forward", None)
     assert "import torch" not in (out / "numpy_forward.py").read_text()
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_plane_folds_divide_training_and_validation_points_and_leave_the_test_points():
+    plain = PlaneDataModule("xor")
+    plain.setup()
+    label_of = {tuple(point): label for split in ("train", "val") for point, label in zip(*(t.tolist() for t in plain.plane[split]))}
+    assert len(label_of) == 400  # 200 training and 200 validation points, all distinct
+    fold_rows = []
+    for fold in range(5):
+        data = PlaneDataModule("xor", fold=fold)
+        data.setup()
+        assert all(torch.equal(a, b) for a, b in zip(data.splits["test"], plain.splits["test"]))
+        assert torch.equal(data.plane_points("test")[0], plain.plane_points("test")[0])
+        for split in ("train", "val"):  # the inputs are the points, each with its own label
+            points, labels = data.splits[split]
+            assert labels.tolist() == [label_of[tuple(point)] for point in points.tolist()]
+        fold_rows.append(tuple([tuple(point) for point in data.splits[split][0].tolist()] for split in ("train", "val")))
+    assert_cross_validation(fold_rows, list(label_of), label_of, 5)
+    quadrant = PlaneDataModule("xor", features="quadrant", standardize=True, fold=3)
+    quadrant.setup()  # the plane points follow the fold too, and the statistics come from its training points
+    assert torch.equal(quadrant.plane_points("val")[0], torch.tensor(fold_rows[3][1]))
+    torch.testing.assert_close(quadrant.mean, quadrant_features(torch.tensor(fold_rows[3][0])).mean(0))

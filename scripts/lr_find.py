@@ -1,0 +1,54 @@
+"""Learning-rate finder: Lightning's range test over an experiment config's own optimizer (docs/workflows.md).
+
+    python scripts/lr_find.py --config configs/iris_mlp_classifier.yaml
+    python scripts/lr_find.py --config configs/fashion_cnn.yaml --data.init_args.data_dir ../shared/data --write fashion_lr.yaml
+
+Prints the suggested lr in one line; the run folder gets ``lr_find.png`` (loss against lr), ``lr_find.json`` (the
+curve) and the TensorBoard image ``lr_find/loss_vs_lr``. ``--write PATH``: a copy of the (last) config file with only
+its optimizer's lr (and a one-cycle scheduler's ``max_lr``) set to the suggestion. Other options go to the config,
+as for ``scripts/train.py fit``. Input the finder cannot work with: one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lightning_models.checks import ConfigError
+from lightning_models.errors import config_error_in
+from lightning_models.lr_find import find_learning_rate, write_config
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The ``--config`` files among the options, in order."""
+    files = [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config=", "-c="))]
+    return files + [value for key, value in zip(args, args[1:]) if key in ("--config", "-c")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--min_lr", type=float, default=1e-6, help="lr of the first step (default 1e-6)")
+    parser.add_argument("--max_lr", type=float, default=1.0, help="lr of the last step (default 1)")
+    parser.add_argument("--num_training", type=int, default=100, help="steps of the test, one lr each (default 100)")
+    parser.add_argument("--write", default=None, metavar="PATH", help="copy of the config with the suggested lr")
+    options, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    files = config_files(rest)
+    if not files:
+        parser.exit(2, "error: give the experiment's config: --config configs/<experiment>.yaml\n")
+    try:
+        found = find_learning_rate(*rest, min_lr=options.min_lr, max_lr=options.max_lr, num_training=options.num_training)
+        if found.suggestion is None:
+            raise ConfigError(f"lr_find: too few finite losses in {len(found.losses)} steps for a suggestion; "
+                              f"raise --num_training or lower --max_lr (curve: {found.folder / 'lr_find.png'})")
+        written = f"; wrote {options.write}" if options.write else ""
+        if options.write:
+            write_config(files[-1], options.write, found.suggestion)
+    except ValueError as error:  # ConfigError: ours; jsonargparse wraps it when raised while building
+        if (cause := config_error_in(error)) is None:
+            raise
+        parser.exit(2, f"error: {cause}\n")
+    print(f"suggested lr {found.suggestion:.3g} (config: {found.config_lr:.3g}); curve: {found.folder / 'lr_find.png'}{written}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""scripts/lr_find.py: Lightning's range test over a config's injected optimizer (tiny iris runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_models import build
+from tests.conftest import CONFIGS, ROOT
+from tests.helpers import event_tags, run_script
+
+IRIS = CONFIGS / "iris_mlp_classifier.yaml"
+SCRIPT = ROOT / "scripts" / "lr_find.py"
+STEPS = 40  # enough points past Lightning's 10 skipped ones for a steepest descent
+
+
+def steepest_descent(lrs: list[float], losses: list[float | None], skip_begin: int = 10, skip_end: int = 1) -> float:
+    """Lightning's documented rule, here in numpy: the lr where the smoothed loss falls fastest against the lr,
+    among the finite points after the first ``skip_begin`` and before the last ``skip_end``."""
+    lr = np.array(lrs[skip_begin:-skip_end], dtype=float)
+    loss = np.array([math.nan if value is None else value for value in losses[skip_begin:-skip_end]], dtype=float)
+    finite = np.isfinite(loss)
+    return float(lr[finite][np.argmin(np.gradient(loss[finite], lr[finite]))])
+
+
+def test_lr_find_saves_the_curve_and_suggests_its_steepest_descent(tmp_path: Path) -> None:
+    written = tmp_path / "iris_lr.yaml"
+    done = run_script(SCRIPT, "--config", str(IRIS), "--num_training", str(STEPS), "--write", str(written), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0"
+    assert (folder / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "lr_find/loss_vs_lr" in event_tags(folder)["images"]
+
+    curve = json.loads((folder / "lr_find.json").read_text())
+    assert len(curve["lr"]) == len(curve["loss"]) == STEPS
+    # One optimizer update per recorded point: the lr grows by the same factor every step. With the config's
+    # 50 updates per step the finder's schedule would advance 50 points per recorded one.
+    ratios = np.array(curve["lr"][2:]) / np.array(curve["lr"][1:-1])
+    assert np.allclose(ratios, (1.0 / 1e-6) ** (1 / STEPS))
+    expected = steepest_descent(curve["lr"], curve["loss"])
+    assert curve["suggestion"] == pytest.approx(expected, rel=1e-9)
+    assert line.startswith(f"suggested lr {expected:.3g} (config: 0.003)")
+    assert curve["config_lr"] == 0.003
+
+    # The copy differs from the config in the lr alone, builds, and its optimizer starts at the suggestion.
+    changed = [pair for pair in zip(IRIS.read_text().splitlines(), written.read_text().splitlines()) if pair[0] != pair[1]]
+    assert len(changed) == 1 and "lr:" in changed[0][1]
+    optimizer = build(written).model.make_optimizer([torch.nn.Parameter(torch.zeros(1))])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=5e-3)
+
+
+def test_lr_find_writes_a_one_cycle_peak_with_the_lr(tmp_path: Path) -> None:
+    """Under OneCycleLR the optimizer's lr is replaced by the schedule's: --write sets max_lr to the suggestion too."""
+    from lightning_models.lr_find import write_config
+
+    assert write_config(CONFIGS / "fashion_cnn.yaml", tmp_path / "fashion.yaml", 0.00123) == [
+        "model.init_args.optimizer.init_args.lr", "model.init_args.scheduler.init_args.max_lr"]
+    scheduler = build(tmp_path / "fashion.yaml").model.make_scheduler
+    assert scheduler.keywords["max_lr"] == 0.00123
+    assert "lr: 0.00123, weight_decay: 0.0005, fused: true}  # one kernel" in (tmp_path / "fashion.yaml").read_text()
+
+
+@pytest.mark.parametrize("options, says", [
+    ([str(CONFIGS / "presets" / "debug.yaml")], "fast_dev_run"),
+    (["--min_lr", "0.1", "--max_lr", "0.01"], "min_lr=0.1 is not below max_lr=0.01"),
+])
+def test_lr_find_refuses_in_one_line(options: list[str], says: str, tmp_path: Path) -> None:
+    args = ["--config", str(IRIS)] + (["--config", *options] if options[0].endswith(".yaml") else options)
+    done = run_script(SCRIPT, *args, cwd=tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("lightning_logs/*/*/lr_find.png"))
