@@ -140,28 +140,26 @@ def iris_full_batch(args: argparse.Namespace) -> dict:
     config = ROOT / "configs" / "source" / "iris_mlp_classifier.yaml"
     overrides = (f"--trainer.max_epochs={chunk // 100}", "--trainer.accelerator=cpu", *QUIET)  # 100 updates per step
 
-    def sides() -> dict[str, Side]:
-        built, template = template_side(config, overrides, lambda trainer: loss(built.model))
-        plain = type(built.model.net)(4, 3, [6], "sigmoid")
-        plain.load_state_dict(built.model.net.state_dict())
-        x, y = built.datamodule.splits["train"]
-        target = F.one_hot(y, 3).float()
+    built, template = template_side(config, overrides, lambda trainer: loss(built.model))
+    plain = type(built.model.net)(4, 3, [6], "sigmoid")
+    plain.load_state_dict(built.model.net.state_dict())
+    x, y = built.datamodule.splits["train"]
+    target = F.one_hot(y, 3).float()
 
-        @torch.no_grad()
-        def loss(net: torch.nn.Module, softmax: bool = False) -> float:
-            return F.mse_loss(torch.softmax(net(x), dim=1) if softmax else net(x), target).item()
+    @torch.no_grad()
+    def loss(net: torch.nn.Module, softmax: bool = False) -> float:
+        return F.mse_loss(torch.softmax(net(x), dim=1) if softmax else net(x), target).item()
 
-        def plain_loop() -> float:
-            optimizer = torch.optim.SGD(plain.parameters(), lr=0.01)
-            for _ in range(chunk):
-                optimizer.zero_grad()
-                F.mse_loss(torch.softmax(plain(x), dim=1), target).backward()
-                optimizer.step()
-            return loss(plain, softmax=True)
+    def plain_loop() -> float:
+        optimizer = torch.optim.SGD(plain.parameters(), lr=0.01)
+        for _ in range(chunk):
+            optimizer.zero_grad()
+            F.mse_loss(torch.softmax(plain(x), dim=1), target).backward()
+            optimizer.step()
+        return loss(plain, softmax=True)
 
-        return {"template": template, "plain": lambda: plain_loop}
-
-    return compare("iris_full_batch", f"{updates} full-batch updates, 4-6-3 MLP, chunks of {chunk}", sides, updates // chunk)
+    return compare("iris_full_batch", f"{updates} full-batch updates, 4-6-3 MLP, chunks of {chunk}",
+                   lambda: {"template": template, "plain": lambda: plain_loop}, updates // chunk)
 
 
 def fashion_overrides(args: argparse.Namespace, batches: int, *extra: str, accelerator: str = "cpu") -> tuple[str, ...]:
@@ -214,42 +212,32 @@ class Interleaved(pl.Callback):
 
     def switch(self) -> None:
         self.times["template"].append(time.perf_counter() - self.mark)
-        template_state = torch.get_rng_state()
-        torch.set_rng_state(self.plain_state)
-        seconds, self.plain_loss = timed(self.plain)
+        with torch.random.fork_rng(devices=[]):  # the template's state comes back on leaving
+            torch.set_rng_state(self.plain_state)
+            seconds, self.plain_loss = timed(self.plain)
+            self.plain_state = torch.get_rng_state()
         self.times["plain"].append(seconds)
-        self.plain_state = torch.get_rng_state()
-        torch.set_rng_state(template_state)
         self.mark = time.perf_counter()
 
 
-def source_batches(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> tuple[torch.nn.Module, Iterable]:
-    """Text 004's loop as it wrote it: torchvision's dataset, ToTensor, a shuffling DataLoader, its net."""
-    from torchvision import transforms
-    from torchvision.datasets import FashionMNIST
-
-    net = type(model.net)(channels_last=False)
-    dataset = FashionMNIST(str(datamodule.root), train=True, transform=transforms.ToTensor())
-    return net, torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
-
-
-def tensor_batches(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> tuple[torch.nn.Module, Iterable]:
-    """The same net (layout included) fed the template's own epoch-0 batches: only the loop differs."""
-    net = type(model.net)()
-    images, labels = datamodule.splits["train"]
-    return net, ImageBatches(images, labels, datamodule.batch_size, True, datamodule.seed, transform=datamodule.to_inputs)
-
-
-def fashion_vs_loop(args: argparse.Namespace, case: str, batches: Callable, what: str) -> dict:
+def fashion_vs_loop(args: argparse.Namespace, case: str) -> dict:
     """One template fit with the plain loop's chunks run between its own; the first chunks (warm-up) are left out."""
     chunk, chunks = (2, 3) if args.quick else LOOP_CHUNKS
-    built = parts(SOURCE_CONFIG, *fashion_overrides(args, chunk * chunks))
+    built = template_side(SOURCE_CONFIG, fashion_overrides(args, chunk * chunks))[0]
     model, datamodule, trainer = built.model, built.datamodule, built.trainer
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    net, loader = batches(model, datamodule)
+    if case == "fashion_vs_source_loop":  # text 004's loop as written: torchvision's dataset, ToTensor, a shuffling DataLoader, its net
+        from torchvision import transforms
+        from torchvision.datasets import FashionMNIST
+
+        net, what = type(model.net)(channels_last=False), "source recipe"
+        dataset = FashionMNIST(str(datamodule.root), train=True, transform=transforms.ToTensor())
+        batches = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    else:  # the same net (layout included) fed the template's own epoch-0 batches: only the loop differs
+        net, what = type(model.net)(), "same batches"
+        images, labels = datamodule.splits["train"]
+        batches = ImageBatches(images, labels, datamodule.batch_size, True, datamodule.seed, transform=datamodule.to_inputs)
     net.load_state_dict(model.net.state_dict())
-    clock = Interleaved(PlainLoop(net, loader, chunk), chunk)
+    clock = Interleaved(PlainLoop(net, batches, chunk), chunk)
     trainer.callbacks.append(clock)
     trainer.fit(model, datamodule=datamodule)
     times = {side: values[1 if args.quick else 4:] or values for side, values in clock.times.items()}
@@ -275,19 +263,15 @@ def image_folder_vs_fashion(args: argparse.Namespace) -> dict:
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(folder / f"{index:05d}.png")
         (root / ".complete").touch()
-    setup: dict[str, float] = {}
-
-    def sides() -> dict[str, Side]:
-        fashion = template_side(DEFAULT_CONFIG, fashion_overrides(args, chunk))[1]
-        started = time.perf_counter()  # scan + decode + cache on the first run, else reading the cache
-        folder = template_side(DEFAULT_CONFIG, fashion_overrides(args, chunk, "--data=datamodules.ImageFolderDataModule",
-                                                                 f"--data.init_args.root={root}"))[1]
-        setup["seconds"] = time.perf_counter() - started
-        return {"fashion": fashion, "image_folder": folder}
-
+    fashion = template_side(DEFAULT_CONFIG, fashion_overrides(args, chunk))[1]
+    started = time.perf_counter()  # scan + decode + cache on the first run, else reading the cache
+    folder = template_side(DEFAULT_CONFIG, fashion_overrides(args, chunk, "--data=datamodules.ImageFolderDataModule",
+                                                             f"--data.init_args.root={root}"))[1]
+    setup_s = time.perf_counter() - started
+    sides = {"fashion": fashion, "image_folder": folder}
     record = compare("image_folder_vs_fashion", f"{chunks} x {chunk} steps of the default config (batch 128), "
-                     f"{count} training images as PNGs vs the IDX files", sides, chunks, samples=128 * chunk)
-    record["folder_setup_s"] = setup["seconds"]
+                     f"{count} training images as PNGs vs the IDX files", lambda: sides, chunks, samples=128 * chunk)
+    record["folder_setup_s"] = setup_s
     record["no_slower_than_5_percent"] = record["ratio_ci95_by_side"]["image_folder"][1] <= 1.05
     return record
 
@@ -362,8 +346,8 @@ def fashion_gpu(args: argparse.Namespace) -> dict | None:
 
 CASES: dict[str, Callable[[argparse.Namespace], dict | None]] = {
     "iris_full_batch": iris_full_batch,
-    "fashion_vs_source_loop": lambda args: fashion_vs_loop(args, "fashion_vs_source_loop", source_batches, "source recipe"),
-    "fashion_vs_tensor_loop": lambda args: fashion_vs_loop(args, "fashion_vs_tensor_loop", tensor_batches, "same batches"),
+    "fashion_vs_source_loop": lambda args: fashion_vs_loop(args, "fashion_vs_source_loop"),
+    "fashion_vs_tensor_loop": lambda args: fashion_vs_loop(args, "fashion_vs_tensor_loop"),
     "fashion_precision": fashion_precision, "time_to_accuracy": time_to_accuracy,
     "image_folder_vs_fashion": image_folder_vs_fashion, "fashion_gpu": fashion_gpu}
 GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_source_loop", "fashion_vs_tensor_loop"],

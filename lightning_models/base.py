@@ -46,14 +46,11 @@ class TaskModule(pl.LightningModule):
             every update. Schedules that span the run, ``OneCycleLR`` and ``CosineToZero``, get their
             ``total_steps`` (when the config leaves it out) from ``configure_optimizers``: the number of
             optimizer updates the trainer will run.
-        updates_per_step: optimizer updates per Lightning training step on the same batch. For tiny
-            in-memory problems (iris, full batch) Lightning's fixed cost per step dwarfs the update itself;
-            ``updates_per_step=100`` runs 100 updates per step (``optimizer_step``). ``global_step`` and
-            ``max_steps`` count Lightning steps; the update count is logged as ``train/updates``; train metrics
-            come from the last update of each step. Without gradient clipping, on one device in 32-bit
-            precision, all but the last update are plain ``loss.backward(); optimizer.step()``; otherwise every
-            update goes through Lightning (clipping, gradient sync, casts, loss scaling).
-            ``accumulate_grad_batches`` needs ``updates_per_step=1``.
+        updates_per_step: optimizer updates per Lightning training step, all on the step's batch, for tiny
+            in-memory problems where Lightning's fixed cost per step dwarfs the update (iris, full batch).
+            ``global_step`` and ``max_steps`` count Lightning steps, ``train/updates`` the updates; train metrics
+            come from the last update of each step; ``accumulate_grad_batches`` needs ``updates_per_step=1``.
+            How the updates run: ``optimizer_step`` and docs/speed.md.
 
     Optimization is Lightning's automatic one, so every Trainer flag applies.
     """
@@ -131,9 +128,9 @@ class TaskModule(pl.LightningModule):
                 scheduler.step()
 
     def on_train_epoch_end(self) -> None:
-        last = self.hparams.updates_per_step - 1
-        if last:  # global_step counts Lightning steps
-            self.log("train/updates", float(self.global_step * (last + 1)), sync_dist=True)
+        updates = self.hparams.updates_per_step
+        if updates > 1:  # global_step counts Lightning steps
+            self.log("train/updates", float(self.global_step * updates), sync_dist=True)
         self.log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -184,7 +181,6 @@ class TaskModule(pl.LightningModule):
         """Update the stage's torchmetrics with a batch; ``log_epoch`` logs them once an epoch (logging metric
         objects every step costs Lightning more than the update itself: docs/speed.md)."""
         getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
-        # The loss as a batch-size-weighted mean: the batch's loss once per row.
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(targets)))
 
     def log_epoch(self, stage: str) -> None:
@@ -228,10 +224,8 @@ class TaskModule(pl.LightningModule):
             return optimizer
         # The one place that knows the run's length: estimated_stepping_batches counts Lightning steps.
         total_updates = int(self.trainer.estimated_stepping_batches) * self.hparams.updates_per_step
-        if getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None:  # jsonargparse's partial
-            scheduler = self.make_scheduler(optimizer, total_steps=total_updates)
-        else:
-            scheduler = self.make_scheduler(optimizer)
+        fill_in = getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None  # jsonargparse's partial
+        scheduler = self.make_scheduler(optimizer, **({"total_steps": total_updates} if fill_in else {}))
         # "step": Lightning steps it after every optimizer step (optimizer_step steps it for the extra updates).
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -62,9 +62,10 @@ class RunConfig(SaveConfigCallback):
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "predict":
-            run_folder(trainer).mkdir(parents=True, exist_ok=True)
-            self.parser.save(self.config, str(run_folder(trainer) / self.config_filename), skip_none=False,
-                             overwrite=True, multifile=self.multifile)
+            folder = run_folder(trainer)
+            folder.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, str(folder / self.config_filename), skip_none=False, overwrite=True,
+                             multifile=self.multifile)
 
 
 class TemplateCLI(LightningCLI):
@@ -101,16 +102,16 @@ class TemplateCLI(LightningCLI):
             config.trainer.precision = auto_precision(config.trainer.accelerator)
         if config.trainer.enable_progress_bar is False:
             config.progress_bar = None
-        if config.last_checkpoint is not None:  # beside the best checkpoint
-            config.last_checkpoint.init_args.dirpath = config.checkpoint.dirpath
         refuse_accumulation_with_repeated_updates(config)
         if self.stage == "predict":
             predict_into_run_folder(config)
-            return
-        version = None
-        if self.stage == "fit" and config.ckpt_path == "last":
-            config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
-        name_run_folder(config, version)
+        else:
+            version = None
+            if self.stage == "fit" and config.ckpt_path == "last":
+                config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
+            name_run_folder(config, version)
+        if config.last_checkpoint is not None:  # beside the best checkpoint
+            config.last_checkpoint.init_args.dirpath = config.checkpoint.dirpath
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         self.parser.callback_keys = [key for key in self.parser.callback_keys if self.config_init.get(key) is not None]
@@ -141,8 +142,6 @@ def name_run_folder(config: Namespace, version: int | None) -> None:
         config.trainer.default_root_dir = str(Path(LOG_ROOT, config.experiment_name, f"version_{number}"))
         if config.checkpoint.dirpath is None:  # Lightning would put them into an MLflow logger's store
             config.checkpoint.dirpath = str(Path(config.trainer.default_root_dir, "checkpoints"))
-            if config.last_checkpoint is not None:
-                config.last_checkpoint.init_args.dirpath = config.checkpoint.dirpath
 
 
 def predict_into_run_folder(config: Namespace) -> None:

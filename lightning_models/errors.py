@@ -45,11 +45,6 @@ class _Parser(Exception):
     pass
 
 
-def short_error(error: BaseException, args: Sequence[str]) -> ConfigError:
-    """The ConfigError behind ``error`` (raised by our own checks), else one line on the argument refused."""
-    return config_error_in(error) or ConfigError(refused_argument(args))
-
-
 def pairs_of(args: Sequence[str]) -> list[tuple[str, str]]:
     words, pairs = list(args), []
     while words:
@@ -78,23 +73,21 @@ def refused_argument(args: Sequence[str]) -> str:
     settings one by one): the config file that is not YAML, or the key with the types its class accepts."""
     parser, done = ParserOnly.parser(), []
     for key, value in pairs_of(args):
-        if key not in ("--config", "-c"):
-            if (refused := first_refused(parser, done, [(key, value)])) is not None:
-                return refused
-            done += [key, value]
-            continue
-        try:
-            tree = yaml.safe_load(Path(value).read_text()) or {}
-        except yaml.YAMLError as error:
-            # PyYAML's fields: what it was parsing where it began (context), else the problem and its place
-            context = getattr(error, "context", None)
-            mark = getattr(error, "context_mark" if context else "problem_mark", None)
-            where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
-            return f"{value}: not valid YAML ({context or getattr(error, 'problem', error)}{where})"
-        except OSError as error:
-            return f"--config {value}: {error.strerror}"
-        if not parses(parser, [*done, key, value]) and (refused := refused_in_config(parser, done, tree)) is not None:
-            return f"{value}: {refused}"
+        if key in ("--config", "-c"):
+            try:
+                tree = yaml.safe_load(Path(value).read_text()) or {}
+            except yaml.YAMLError as error:
+                # PyYAML's fields: what it was parsing where it began (context), else the problem and its place
+                context = getattr(error, "context", None)
+                mark = getattr(error, "context_mark" if context else "problem_mark", None)
+                where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+                return f"{value}: not valid YAML ({context or getattr(error, 'problem', error)}{where})"
+            except OSError as error:
+                return f"--config {value}: {error.strerror}"
+            if not parses(parser, [*done, key, value]) and (refused := refused_in_config(parser, done, tree)) is not None:
+                return f"{value}: {refused}"
+        elif not parses(parser, [*done, key, value]):
+            return f"{key}: {value!r} is not valid; {accepted(parser, done, key, value)}"
         done += [key, value]
     return "invalid arguments (--print_config shows the resolved config)"
 
@@ -105,8 +98,7 @@ SIGNATURES = {"trainer": Trainer, "checkpoint": ModelCheckpoint}
 def class_problems(tree: dict, prefix: str = "") -> Iterator[str]:
     """Classes a config names that do not import, and arguments their signatures do not have."""
     for key, value in tree.items():
-        items = value if isinstance(value, list) else [value]
-        for item in items:
+        for item in value if isinstance(value, list) else [value]:
             if isinstance(item, dict) and isinstance(item.get("class_path"), str) and "." in item["class_path"]:
                 cls = import_class(item["class_path"])
                 if cls is None:
@@ -141,17 +133,6 @@ def parses(parser: Any, args: list[str]) -> bool:
     return True
 
 
-def first_refused(parser: Any, done: list[str], options: list[tuple[str, str]]) -> str | None:
-    for count, (key, value) in enumerate(options):
-        given = [part for pair in options[: count + 1] for part in pair]
-        try:
-            parser.parse_args([*done, *given])
-        except (argparse.ArgumentError, SystemExit, TypeError, ValueError):
-            before = [*done, *(part for pair in options[:count] for part in pair)]
-            return f"{key}: {value!r} is not valid; {accepted(parser, before, key, value)}"
-    return None
-
-
 def accepted(parser: Any, before: list[str], key: str, value: str) -> str:
     """What ``key`` accepts, from the signature of the class it configures (class paths from the parsed config)."""
     config = parser.parse_args(before) if before else parser.get_defaults()
@@ -166,9 +147,9 @@ def accepted(parser: Any, before: list[str], key: str, value: str) -> str:
     except ValueError:
         given = value
     if isinstance(given, dict) and isinstance(given.get("class_path"), str):  # a class with its arguments
-        if import_class(given["class_path"]) is None:
-            return f"cannot import {given['class_path']!r}"
         chosen, arguments = import_class(given["class_path"]), given.get("init_args") or {}
+        if chosen is None:
+            return f"cannot import {given['class_path']!r}"
         for argument in arguments:
             if (problem := unknown_argument(chosen, argument)) is not None:
                 return problem

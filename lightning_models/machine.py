@@ -32,15 +32,10 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
-def uses_cuda(accelerator: Any) -> bool:
-    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
-    return str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-
-
 def auto_precision(accelerator: Any = "auto") -> str:
     """``bf16-mixed`` where bfloat16 runs in hardware (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX),
     else ``32-true``: on other CPUs bfloat16 is emulated and slower than 32-bit."""
-    if uses_cuda(accelerator):
+    if str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
@@ -60,7 +55,6 @@ def code_record() -> dict[str, Any] | None:
         return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").strip())}
     except (OSError, subprocess.SubprocessError):
         return None
-
 
 
 def describe() -> str:

@@ -14,15 +14,14 @@ from torch import nn
 
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "identity")
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+               "identity": nn.Identity}
 
 
 def make_activation(name: str, negative_slope: float = 0.01) -> nn.Module:
     """The activation called ``name``; ``negative_slope`` is used by ``leaky_relu`` only."""
     check_choice("activation", name, ACTIVATIONS)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(negative_slope)
-    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity}[name]()
+    return nn.LeakyReLU(negative_slope) if name == "leaky_relu" else ACTIVATIONS[name]()
 
 
 class MLP(nn.Sequential):
@@ -45,14 +44,14 @@ class MLP(nn.Sequential):
         output_activation: str = "identity",
     ) -> None:
         sizes = [in_features, *hidden_sizes, out_features]
-        for index, size in enumerate(sizes):
-            label = "in_features" if index == 0 else "out_features" if index == len(sizes) - 1 else "hidden_sizes"
-            check_positive(label, size, integer=True)
+        check_positive("in_features", in_features, integer=True)
+        for size in sizes[1:-1]:
+            check_positive("hidden_sizes", size, integer=True)
+        check_positive("out_features", out_features, integer=True)
         layers: list[nn.Module] = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        activations = [*[activation] * (len(sizes) - 2), output_activation]
+        for fan_in, fan_out, name in zip(sizes[:-1], sizes[1:], activations):
             layers.append(nn.Linear(fan_in, fan_out))
-            is_last = index == len(sizes) - 2
-            name = output_activation if is_last else activation
             if name != "identity":
                 layers.append(make_activation(name, negative_slope))
         super().__init__(*layers)

@@ -25,8 +25,9 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_models.checkpoints import LastCheckpoint
+from lightning_models.checks import ConfigError
 from lightning_models.cli import TemplateCLI
-from lightning_models.errors import config_error_in, short_error
+from lightning_models.errors import config_error_in, refused_argument
 from lightning_models.hparams import readable_hparams
 from lightning_models.machine import code_record, machine_record
 from lightning_models.run_folders import run_folder
@@ -68,7 +69,7 @@ def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback
     try:
         cli = TemplateCLI(words, stage=stage, callbacks=callbacks)
     except argparse.ArgumentError as error:  # the parser's report: one line on what it refused instead
-        raise short_error(error, words) from None
+        raise config_error_in(error) or ConfigError(refused_argument(words)) from None
     except ValueError as error:  # raised while building: our own check, wrapped by jsonargparse
         raise config_error_in(error) or error from None
     return Parts(cli.model, cli.datamodule, cli.trainer, cli.config)

@@ -255,8 +255,9 @@ def work(settings: dict, worker: int = 0) -> None:
         try:
             study.optimize(lambda trial: objective(trial, study, settings), n_trials=1)
         except HandBack as stopped:  # optimize has marked the trial failed
-            if stopped.args:
-                requeue(study, stopped.args[0], settings, f"handed back ({STOP['signal']})")
+            if not stopped.args:  # surplus: the places are taken, but a retry queued meanwhile may still need a worker
+                continue
+            requeue(study, stopped.args[0], settings, f"handed back ({STOP['signal']})")
             return
         except Exception:  # a diverging run, say: the trial fails, the sweep goes on
             failures += 1

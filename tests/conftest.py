@@ -6,8 +6,10 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -86,3 +88,33 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Work in a temporary directory so lightning_logs/ lands there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def postgres_url(monkeypatch):
+    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port that asks for a password (scram-sha-256; run as
+    the `postgres` user when root). Yields the URL without the password; PGPASSWORD holds it, as libpq reads it."""
+    from tests.helpers import PASSWORD, free_port, pg_binary  # here: the module's top sets the thread count first
+
+    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install -e '.[test]'")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="pg-"))
+    (folder / "pwfile").write_text(PASSWORD + "\n")
+    if as_user:
+        for path in (folder, folder / "pwfile"):
+            shutil.chown(path, "postgres")
+    data, port = folder / "data", free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth", "scram-sha-256", "--pwfile",
+                    str(folder / "pwfile")], check=True, capture_output=True)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"  # psycopg 3, named explicitly
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

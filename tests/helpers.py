@@ -4,17 +4,21 @@ writers, a free port, the tags of a run's event files."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import runpy
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
@@ -176,3 +180,37 @@ def run_script(path: Path, *args: str, cwd: Path, extra_path: Path | None = None
         sys.argv = argv
         del sys.path[: len(added)]
     return subprocess.CompletedProcess([str(path), *args], code, out.getvalue(), err.getvalue())
+
+
+# A sweep space over iris_mlp_classifier.yaml for the sweep tests: three parameters, small ranges.
+IRIS = str(Path(__file__).resolve().parents[1] / "configs" / "iris_mlp_classifier.yaml")
+LR = "model.init_args.optimizer.init_args.lr"
+HIDDEN = "model.init_args.net.init_args.hidden_sizes"
+SPACE = {"parameters": {LR: {"type": "float", "low": 0.005, "high": 0.05, "log": True},
+                        HIDDEN: {"type": "categorical", "choices": [[8], [16]]},
+                        "model.init_args.net.init_args.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}}
+
+
+def write_space(folder: Path, space: dict = SPACE) -> str:
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+def pg_binary(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+
+
+PASSWORD = "s3cret-Pa55word"  # the throwaway server's; a test looks for it in every file a sweep writes
+
+
+def assert_cross_validation(fold_rows: list[tuple[list, list]], rest: list, label_of: dict, folds: int) -> None:
+    """``fold_rows[k]``: the identities of fold k's training and validation rows; ``rest``: those of the rows
+    that are not test rows (unique); ``label_of``: identity -> class."""
+    assert len(fold_rows) == folds and len(set(rest)) == len(rest)
+    assert sorted(row for _, val in fold_rows for row in val) == sorted(rest)  # disjoint folds, each row once
+    shares = Counter(label_of[row] for row in rest)
+    for train, val in fold_rows:
+        assert sorted(train) == sorted(set(rest) - set(val))
+        counts = Counter(label_of[row] for row in val)
+        assert all(abs(counts[label] - count / folds) <= 1 for label, count in shares.items()), (counts, shares)

@@ -16,8 +16,7 @@ from datamodules import CSVDataModule, csv_table
 from lightning_models import run
 from lightning_models.checks import ConfigError
 from tests.conftest import CONFIGS, run_train
-from tests.helpers import wine_csv, write_csv
-from tests.test_datamodules import assert_cross_validation
+from tests.helpers import assert_cross_validation, wine_csv, write_csv
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

@@ -1,6 +1,5 @@
 import inspect
 import re
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from datamodules import (
 )
 from datamodules.tensor import stratified_split
 from lightning_models.checks import ConfigError
+from tests.helpers import assert_cross_validation
 
 
 def test_odd_even_partition_is_the_source_texts():
@@ -139,18 +139,6 @@ def test_stratified_split_is_seeded_keeps_each_class_share_and_draws_nothing_at_
 
 def test_iris_class_names_are_known_when_built():
     assert IrisDataModule().class_names == ["setosa", "versicolor", "virginica"]
-
-
-def assert_cross_validation(fold_rows: list[tuple[list, list]], rest: list, label_of: dict, folds: int) -> None:
-    """``fold_rows[k]``: the identities of fold k's training and validation rows; ``rest``: those of the rows
-    that are not test rows (unique); ``label_of``: identity -> class."""
-    assert len(fold_rows) == folds and len(set(rest)) == len(rest)
-    assert sorted(row for _, val in fold_rows for row in val) == sorted(rest)  # disjoint folds, each row once
-    shares = Counter(label_of[row] for row in rest)
-    for train, val in fold_rows:
-        assert sorted(train) == sorted(set(rest) - set(val))
-        counts = Counter(label_of[row] for row in val)
-        assert all(abs(counts[label] - count / folds) <= 1 for label, count in shares.items()), (counts, shares)
 
 
 @pytest.mark.parametrize(("options", "folds"), [({"val_fraction": 0.2}, 5), ({"val_fraction": 0.0, "partition": "stratified",

@@ -16,8 +16,7 @@ from datamodules import ImageFolderDataModule, image_folder
 from datamodules.image_folder import Decoded
 from lightning_models.checks import ConfigError
 from tests.conftest import CONFIGS, run_train
-from tests.helpers import IMAGE_CLASSES, event_tags, write_folder
-from tests.test_datamodules import assert_cross_validation
+from tests.helpers import IMAGE_CLASSES, assert_cross_validation, event_tags, write_folder
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

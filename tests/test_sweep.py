@@ -3,13 +3,10 @@ HParams tab over HTTP, and best.yaml re-training to the best trial's metrics."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,21 +17,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from tests.conftest import CONFIGS, ROOT, run_train
-from tests.helpers import free_port
+from tests.helpers import HIDDEN, IRIS, LR, SPACE, free_port, write_space
 
-IRIS = str(CONFIGS / "iris_mlp_classifier.yaml")
-LR = "model.init_args.optimizer.init_args.lr"
-HIDDEN = "model.init_args.net.init_args.hidden_sizes"
-SPACE = {"parameters": {LR: {"type": "float", "low": 0.005, "high": 0.05, "log": True},
-                        HIDDEN: {"type": "categorical", "choices": [[8], [16]]},
-                        "model.init_args.net.init_args.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}}
 SHORT = ["--trainer.max_epochs=4", "--trainer.check_val_every_n_epoch=1"]
-
-
-def write_space(folder: Path, space: dict = SPACE) -> str:
-    path = folder / "space.yaml"
-    path.write_text(yaml.safe_dump(space))
-    return str(path)
 
 
 def sweep(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -103,41 +88,6 @@ def test_killed_worker_then_resume_gives_exactly_the_requested_trials(tmp_path):
     assert sorted(run_dirs) == sorted(f"trial_{t.number}" for t in trials if t.state == TrialState.COMPLETE)
     assert "trial_1" not in run_dirs  # one folder per trial number, none reused
     assert sorted(path.name for path in folder.glob("trial_*")) == [f"trial_{n}" for n in range(5)]
-
-
-def pg_binary(name: str) -> str | None:
-    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
-
-
-PASSWORD = "s3cret-Pa55word"  # the throwaway server's; a test looks for it in every file a sweep writes
-
-
-@pytest.fixture
-def postgres_url(monkeypatch):
-    """A throwaway PostgreSQL cluster on 127.0.0.1 and a free port that asks for a password (scram-sha-256; run as
-    the `postgres` user when root). Yields the URL without the password; PGPASSWORD holds it, as libpq reads it."""
-    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL's initdb/pg_ctl not found (Debian: apt-get install postgresql)")
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install -e '.[test]'")
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="pg-"))
-    (folder / "pwfile").write_text(PASSWORD + "\n")
-    if as_user:
-        for path in (folder, folder / "pwfile"):
-            shutil.chown(path, "postgres")
-    data, port = folder / "data", free_port()
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth", "scram-sha-256", "--pwfile",
-                    str(folder / "pwfile")], check=True, capture_output=True)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
-                   check=True, capture_output=True)
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"  # psycopg 3, named explicitly
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,8 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from tests import test_sweep
 from tests.conftest import ROOT
-from tests.test_sweep import IRIS, PASSWORD, write_space
-
-postgres_url = test_sweep.postgres_url  # the fixture: a throwaway server that asks for a password
+from tests.helpers import IRIS, PASSWORD, write_space
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

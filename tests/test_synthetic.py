@@ -12,8 +12,7 @@ from datamodules import FunctionDataModule, PlaneDataModule
 from datamodules.synthetic import describe_polynomial, polynomial_target, quadrant_features
 from lightning_models.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
-from tests.helpers import event_tags, run_script
-from tests.test_datamodules import assert_cross_validation
+from tests.helpers import assert_cross_validation, event_tags, run_script
 
 
 def test_polynomial_target_is_text003s():

@@ -7,9 +7,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from matplotlib.figure import Figure
+from torchmetrics.functional.classification import multiclass_accuracy
 
-from lightning_models.callbacks.labels import class_names
-from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
+from lightning_models.callbacks.panel import PredictionPanel, class_names, tensorboard_writer
 
 
 def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:
@@ -53,13 +53,12 @@ class MisclassifiedImagesPanel(PredictionPanel):
         return {"images": batch[0][wrong], "predicted": predicted[wrong], "targets": outputs["targets"][wrong]}
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
-        count = min(self.max_rows, len(rows["targets"]))
         targets = rows["targets"]
         classes = module.hparams.get("num_outputs") or (int(targets.max()) + 1 if len(targets) else 1)  # none wrong: empty grid
         names = class_names(trainer, classes)
-        self.captions = [f"{names[t]}, pred={names[p]}" for t, p in zip(rows["targets"][:count].tolist(),
-                                                                       rows["predicted"][:count].tolist())]
-        return image_grid(pixels(trainer, rows["images"][:count]), self.captions)
+        shown = zip(targets[: self.max_rows].tolist(), rows["predicted"][: self.max_rows].tolist())
+        self.captions = [f"{names[target]}, pred={names[predicted]}" for target, predicted in shown]
+        return image_grid(pixels(trainer, rows["images"][: self.max_rows]), self.captions)
 
 
 class PerClassAccuracyPanel(PredictionPanel):
@@ -69,14 +68,11 @@ class PerClassAccuracyPanel(PredictionPanel):
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         count = rows["predictions"].shape[-1]
-        correct = (rows["predictions"].argmax(-1) == rows["targets"]).float()
-        totals = torch.bincount(rows["targets"], minlength=count).clamp_min(1)
-        accuracy = torch.bincount(rows["targets"], weights=correct, minlength=count) / totals
+        accuracy = multiclass_accuracy(rows["predictions"], rows["targets"], num_classes=count, average=None)
         figure = Figure(figsize=(7, 4))
         axes = figure.subplots()
-        names = class_names(trainer, count)
         axes.bar(range(count), accuracy.numpy())
-        axes.set_xticks(range(count), names, rotation=45, ha="right")
+        axes.set_xticks(range(count), class_names(trainer, count), rotation=45, ha="right")
         axes.set(ylim=(0, 1), ylabel="accuracy", title=f"per-class accuracy, step {trainer.global_step}")
         axes.grid(True, axis="y", alpha=0.3)
         figure.tight_layout()
@@ -90,7 +86,7 @@ class SampleImagesPanel(pl.Callback):
         self.count = count
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        writer = tensorboard_writer(trainer)
         if writer is None:
             return
         images, labels = [], []

@@ -15,12 +15,21 @@ matplotlib.use("Agg")  # panels are drawn off-screen (torchmetrics' plot() goes 
 
 
 def tensorboard_writer(trainer: pl.Trainer) -> Any | None:
-    """The SummaryWriter of the trainer's TensorBoard logger, or None (with one warning)."""
+    """The SummaryWriter of the trainer's TensorBoard logger on rank zero; None elsewhere, or (with one warning)
+    when there is no TensorBoard logger."""
+    if not trainer.is_global_zero:
+        return None
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     rank_zero_warn("Panel callbacks draw to TensorBoard only; no TensorBoardLogger is configured.")
     return None
+
+
+def class_names(trainer: pl.Trainer, count: int) -> list[str]:
+    """The datamodule's ``class_names`` when it has ``count`` of them, else ``"0"``, ``"1"``, ..."""
+    names = getattr(trainer.datamodule, "class_names", None)
+    return list(names) if names is not None and len(names) == count else [str(index) for index in range(count)]
 
 
 class PredictionPanel(pl.Callback):
@@ -42,14 +51,11 @@ class PredictionPanel(pl.Callback):
         self.every_n_epochs = every_n_epochs
         self.max_rows = max_rows
         self.rows: list[dict[str, torch.Tensor]] = []
-        self.count = 0
 
-    def active(self, trainer: pl.Trainer, stage: str) -> bool:
+    def active(self, trainer: pl.Trainer) -> bool:
         if trainer.sanity_checking or not trainer.is_global_zero or self.paused:
             return False
-        if stage == "test" or trainer.state.fn != "fit":  # test runs and stand-alone validation always draw
-            return True
-        return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return trainer.state.fn != "fit" or (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     def collect(self, batch: Any, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What to keep of one batch; subclasses may add the inputs."""
@@ -58,45 +64,32 @@ class PredictionPanel(pl.Callback):
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         raise NotImplementedError
 
-    def start_stage(self, trainer: pl.Trainer, stage: str) -> None:
-        self.rows, self.count = [], 0
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows = []
 
-    def keep_batch(self, trainer: pl.Trainer, stage: str, batch: Any, outputs: Any) -> None:
-        if not self.active(trainer, stage) or self.count >= self.max_rows or not isinstance(outputs, dict):
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not self.active(trainer) or not isinstance(outputs, dict):
             return
-        kept = {key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
-                for key, value in self.collect(batch, outputs).items()}
-        self.rows.append(kept)
-        self.count += len(kept["targets"])
+        if sum(len(part["targets"]) for part in self.rows) >= self.max_rows:
+            return
+        self.rows.append({key: value.detach().float().cpu() if value.is_floating_point() else value.detach().cpu()
+                          for key, value in self.collect(batch, outputs).items()})
 
-    def end_stage(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
-        if not self.active(trainer, stage) or not self.rows:
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.active(trainer) or not self.rows:
             return
         writer = tensorboard_writer(trainer)
         if writer is None:
             return
         rows = {key: torch.cat([part[key] for part in self.rows]) for key in self.rows[0]}
-        figure = self.draw(trainer, module, rows)
+        figure = self.draw(trainer, pl_module, rows)
+        stage = "test" if trainer.testing else "val"
         writer.add_figure(f"{stage}/{self.tag}", figure, global_step=trainer.global_step, close=True)
         writer.flush()
         self.rows = []
 
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_stage(trainer, "val")
-
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_stage(trainer, "test")
-
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.keep_batch(trainer, "val", batch, outputs)
-
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                          batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.keep_batch(trainer, "test", batch, outputs)
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.end_stage(trainer, pl_module, "val")
-
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.end_stage(trainer, pl_module, "test")
+    # The validation hooks serve the test stage too (trainer.testing tells them apart).
+    on_test_epoch_start = on_validation_epoch_start
+    on_test_batch_end = on_validation_batch_end
+    on_test_epoch_end = on_validation_epoch_end

@@ -57,13 +57,14 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, path: str = "predictions.csv") -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")  # renamed to ``path`` once complete
         self.handle: Any = None
         self.written = 0
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.world_size > 1:  # each rank predicts its own share: one file would miss the others'
             raise ConfigError("predict writes one CSV from one process; run it with --trainer.devices 1.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)  # renamed to ``path`` once complete
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle, self.written = open(self.partial, "w", newline=""), 0
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
@@ -76,10 +77,6 @@ class PredictionWriter(BasePredictionWriter):
         names = getattr(trainer.datamodule, "class_names", None)
         writer.writerows(rows(outputs, targets, names, self.written))
         self.written += len(outputs)
-
-    @property
-    def partial(self) -> Path:
-        return self.path.with_name(self.path.name + ".partial")
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.handle.close()

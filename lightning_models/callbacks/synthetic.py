@@ -36,7 +36,7 @@ class FunctionFitPanel(PredictionPanel):
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         x = torch.linspace(self.low, self.high, self.count)
         predicted, true = self.curve(trainer, module, x)
-        if not trainer.sanity_checking and trainer.state.stage == "test":
+        if trainer.state.stage == "test":
             at_probe, true_at_probe = self.curve(trainer, module, torch.tensor([self.probe]))
             rank_zero_info(f"prediction at x={self.probe}: {float(at_probe[0]):.5f} (true {float(true_at_probe[0]):.5f})")
         figure = Figure(figsize=(6, 4))
@@ -88,37 +88,32 @@ class DecisionSurfacePanel(PredictionPanel):
         return figure
 
 
-def linear_layer(module: pl.LightningModule) -> torch.nn.Linear:
+def linear_coefficients(module: pl.LightningModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat weight and the bias of the module's one ``nn.Linear``, on the CPU."""
     layers = [layer for layer in module.net.modules() if isinstance(layer, torch.nn.Linear)]
     if len(layers) != 1:
         raise TypeError(f"{type(module).__name__} has {len(layers)} linear layers; this panel needs a linear model.")
-    return layers[0]
+    return layers[0].weight.detach().flatten().cpu(), layers[0].bias.detach().cpu()
 
 
 class PolynomialPanel(pl.Callback):
     """Prints the learned polynomial beside the target (console and a TensorBoard text panel) and
     logs ``test/coefficient_error``, the largest |learned - target| over the weights and the bias."""
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.report(trainer, pl_module)
-
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        layer, data = linear_layer(pl_module), trainer.datamodule
-        learned = torch.cat([layer.weight.detach().flatten().cpu(), layer.bias.detach().flatten().cpu()])
+        learned, data = torch.cat(linear_coefficients(pl_module)), trainer.datamodule
         target = torch.cat([data.weight.flatten(), data.bias.flatten()])
         pl_module.log("test/coefficient_error", float((learned - target).abs().max()))
 
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.report(trainer, pl_module)
-
-    def report(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        layer = linear_layer(pl_module)
-        learned = describe_polynomial(layer.weight.detach().flatten().cpu(), layer.bias.detach().cpu())
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        learned = describe_polynomial(*linear_coefficients(pl_module))
         text = f"learned: {learned}\ntarget:  {trainer.datamodule.describe_target()}"
         rank_zero_info(text)
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_text("polynomial", text.replace("\n", "  \n"), global_step=trainer.global_step)
+
+    on_test_end = on_fit_end
 
 
 class ParameterPathPanel(pl.Callback):
@@ -137,11 +132,11 @@ class ParameterPathPanel(pl.Callback):
 
     @staticmethod
     def point(pl_module: pl.LightningModule) -> tuple[float, float]:
-        layer = linear_layer(pl_module)
-        return float(layer.weight.flatten()[0]), float(layer.bias[0])
+        weight, bias = linear_coefficients(pl_module)
+        return float(weight[0]), float(bias[0])
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        writer = tensorboard_writer(trainer)
         if writer is None or len(self.path) < 2:
             return
         inputs, targets = (t.cpu().flatten() for t in trainer.datamodule.splits["val"])
@@ -167,18 +162,15 @@ class LossCurvePanel(pl.Callback):
         self.history: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.record(trainer)  # the epoch before's losses: the module logs them after the callbacks' epoch-end hooks
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.record(trainer)
-
-    def record(self, trainer: pl.Trainer) -> None:
+        # The epoch before's losses: the module logs them after the callbacks' epoch-end hooks.
         for key, values in self.history.items():
             if key in trainer.callback_metrics and (not values or values[-1][0] != trainer.global_step):
                 values.append((trainer.global_step, float(trainer.callback_metrics[key])))
 
+    on_train_end = on_train_epoch_start  # the last epoch's losses
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        writer = tensorboard_writer(trainer)
         if writer is None or not self.history["train/loss"]:
             return
         figure = Figure(figsize=(6, 4))

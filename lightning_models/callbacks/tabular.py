@@ -7,8 +7,7 @@ import torch
 from matplotlib.figure import Figure
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lightning_models.callbacks.labels import class_names
-from lightning_models.callbacks.panel import PredictionPanel
+from lightning_models.callbacks.panel import PredictionPanel, class_names
 
 
 class ObservedVsPredictedPanel(PredictionPanel):
