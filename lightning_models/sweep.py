@@ -303,6 +303,9 @@ def summarize(settings: dict, study: optuna.Study, top: int = 10) -> dict[str, i
         config = {key: value for key, value in config.items() if key not in drop}
         config["trainer"] = {key: value for key, value in config["trainer"].items() if key not in drop}
         header = f"# Best trial {best[0].number} of sweep {settings['study']}: {metric} = {best[0].value:.6g}\n"
+        if settings.get("folds"):  # the best values, trained on the ordinary split: one run, not the folds' mean
+            config["data"]["init_args"] = {k: v for k, v in config["data"]["init_args"].items() if k not in ("fold", "folds")}
+            header += f"# ({metric} is the mean over {settings['folds']} folds; this config trains on the datamodule's own split)\n"
         (folder / "best.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
         print(f"\nbest: trial {best[0].number}, {metric} = {best[0].value:.6g}; config: {folder / 'best.yaml'}")
     return counts

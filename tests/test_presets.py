@@ -63,6 +63,8 @@ def test_debug_runs_exactly_one_batch(in_tmp: Path) -> None:
     assert result.record["global_step"] == 1
     # run() validates and tests after fit: one batch each too
     assert counter.batches == {"fit/train": 1, "fit/val": 1, "validate/val": 1, "test/test": 1}
+    assert result.folder.resolve() == (in_tmp / "lightning_logs" / "debug").resolve()  # not the working directory
+    assert sorted(path.name for path in in_tmp.iterdir()) == ["lightning_logs"]
 
 
 def test_overfit_drives_the_training_loss_near_zero(in_tmp: Path) -> None:

@@ -182,6 +182,9 @@ def test_folds_optimise_the_cross_validated_mean(tmp_path):
     assert rows[0]["val"] + rows[1]["val"] + rows[2]["val"] == rows[0]["train"] + rows[0]["val"]
     assert rows[0]["test"] == rows[1]["test"] == rows[2]["test"]
     assert "mean over seeds [0] x 3 folds" in (folder / "summary.md").read_text()
+    best_config = yaml.safe_load((folder / "best.yaml").read_text())  # the best values on the ordinary split
+    assert not {"fold", "folds"} & set(best_config["data"]["init_args"])
+    assert best_config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == pytest.approx(best.params[LR])
 
 
 @pytest.mark.parametrize("space", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
