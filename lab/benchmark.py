@@ -46,7 +46,7 @@ from datamodules.fashion_mnist import ImageBatches  # noqa: E402
 from lab.reproduce import seed_options  # noqa: E402
 from lightning_models import build, run  # noqa: E402
 from lightning_models.experiments import parse_seeds  # noqa: E402
-from lightning_models.machine import cpu_has_native_bf16, cpu_info  # noqa: E402
+from lightning_models.machine import cpu_has_native_bf16  # noqa: E402
 from lightning_models.run import Parts  # noqa: E402
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
@@ -294,14 +294,14 @@ def fashion_precision(args: argparse.Namespace) -> dict:
 
 
 class ValidationClock(pl.Callback):
-    """Seconds since training started and val/acc at each validation of the fit; the precision it trains in."""
+    """Seconds since training started and val/acc at each validation of the fit."""
 
     def __init__(self) -> None:
         self.validations: list[dict] = []
         self.started = self.train_s = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.precision, self.started = str(trainer.precision), time.perf_counter()
+        self.started = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.started is not None and self.train_s is None:  # not the sanity check, nor run's validation after fit
@@ -320,14 +320,15 @@ def time_to_accuracy(args: argparse.Namespace) -> dict:
         result = run(DEFAULT_CONFIG, f"--data.data_dir={args.data_dir}", *QUIET[:2], *seed_options(DEFAULT_CONFIG, seed),
                      *quick, callbacks=[clock])
         reached = next((v for v in clock.validations if v["val_acc"] >= args.threshold), {})
-        runs.append({"seed": seed, "precision": result.record.get("precision") or clock.precision, "reached": bool(reached),
+        machine = result.record["machine"]
+        runs.append({"seed": seed, "precision": result.record["precision"], "reached": bool(reached),
                      "epoch": reached.get("epoch"), "seconds": reached.get("seconds"), "train_s": clock.train_s,
                      "epochs": len(clock.validations), "test_acc": result.metrics["test"]["test/acc"],
                      "run_dir": str(result.folder), "validations": clock.validations})
     accuracies = [r["test_acc"] for r in runs]
     return {"case": "time_to_accuracy", "work": f"configs/fashion_cnn.yaml as shipped until val/acc >= {args.threshold}",
-            "threshold": args.threshold, "precision": runs[0]["precision"], "cpu": cpu_info()[0],
-            "cpu_native_bf16": cpu_has_native_bf16(), "template_s": statistics.fmean(r["train_s"] for r in runs),
+            "threshold": args.threshold, "precision": runs[0]["precision"], "cpu": machine["cpu"],
+            "cpu_native_bf16": machine["cpu_native_bf16"], "template_s": statistics.fmean(r["train_s"] for r in runs),
             "plain_s": None, "ratio": None, "template_loss": None, "plain_loss": None,
             "test_acc_mean": statistics.fmean(accuracies), "test_acc_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
             "runs": runs}

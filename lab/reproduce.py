@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data-dir {args.data_dir!r} is not a folder")
     import pytorch_lightning  # noqa: F401  (configures its loggers on import: quieten them afterwards)
 
-    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended")  # runs in-process on purpose
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
     started = time.perf_counter()

@@ -37,8 +37,11 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Couldn't infer the batch indices")
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter")  # scripts/train.py hands its argv on
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:"))
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(no_tips)  # the same function: added once
+
+
+def no_tips(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
 
 
 def datamodule_size(name: str) -> Callable[[pl.LightningDataModule], int]:
@@ -127,7 +130,8 @@ def refuse_accumulation_with_repeated_updates(config: Namespace) -> None:
 
 def name_run_folder(config: Namespace, version: int | None) -> None:
     """TensorBoard and CSV loggers log into ``lightning_logs/<experiment>/version_N``; with no logger or another
-    first (MLflow...), that folder is ``default_root_dir`` and holds the checkpoints, config and metrics."""
+    first (MLflow...), or under fast_dev_run (which drops the loggers), that folder is ``default_root_dir`` and holds
+    the checkpoints, config and metrics (fast_dev_run: metrics only)."""
     loggers = config.trainer.logger if isinstance(config.trainer.logger, list) else [config.trainer.logger]
     for logger in loggers:
         if isinstance(logger, Namespace) and logger.class_path in FOLDER_LOGGERS:
@@ -137,7 +141,8 @@ def name_run_folder(config: Namespace, version: int | None) -> None:
             if logger.init_args.get("version") is None:
                 logger.init_args.version = version
     first = loggers[0]
-    if not (isinstance(first, Namespace) and first.class_path in FOLDER_LOGGERS) and config.trainer.default_root_dir is None:
+    folder_logged = isinstance(first, Namespace) and first.class_path in FOLDER_LOGGERS and not config.trainer.fast_dev_run
+    if not folder_logged and config.trainer.default_root_dir is None:
         number = version if version is not None else next_version(config.experiment_name)
         config.trainer.default_root_dir = str(Path(LOG_ROOT, config.experiment_name, f"version_{number}"))
         if config.checkpoint.dirpath is None:  # Lightning would put them into an MLflow logger's store

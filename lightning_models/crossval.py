@@ -41,7 +41,7 @@ from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
 from lightning_models.experiments import parse_seeds
 from lightning_models.run import build, run
-from lightning_models.run_folders import LOG_ROOT
+from lightning_models.run_folders import LOG_ROOT, named_run_options
 
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
 
@@ -140,12 +140,8 @@ def baseline_models(settings: dict[str, Any]) -> dict[str, Any]:
 
 def fold_arguments(settings: dict[str, Any], fold: int, seed: int, folder: Path) -> list[str]:
     """The config, the options for every fold, then this fold's data, seed and run folder (later options win)."""
-    logger = {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
-              "init_args": {"save_dir": LOG_ROOT, "name": str(folder.parent.relative_to(LOG_ROOT)), "version": folder.name,
-                            "default_hp_metric": False}}
     return [settings["config"], *settings["extra"], *fold_options(fold, settings["folds"]), f"--seed_everything={seed}",
-            f"--trainer.logger={json.dumps(logger)}", f"--log_hparams={json.dumps({'fold': fold, 'seed': seed})}",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+            *named_run_options(folder, {"fold": fold, "seed": seed})]
 
 
 def run_fold(settings: dict[str, Any], fold: int, seed: int) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -16,6 +18,17 @@ def run_folder(trainer: pl.Trainer) -> Path:
     which the CLI sets to ``lightning_logs/<experiment>/version_N`` (no logger, or MLflow first)."""
     first = trainer.loggers[0] if trainer.loggers else None
     return Path(first.log_dir) if isinstance(first, (TensorBoardLogger, CSVLogger)) else Path(trainer.default_root_dir)
+
+
+def named_run_options(folder: str | Path, hparams: dict[str, Any]) -> list[str]:
+    """Options for a run that one of many makes (a sweep's trial, a cross-validation's fold): TensorBoard logs into
+    ``folder`` (``lightning_logs/<experiment>/<name>/<run>``), ``hparams`` join its HParams, no progress bar or summary."""
+    folder = Path(folder)
+    logger = {"class_path": "pytorch_lightning.loggers.TensorBoardLogger",
+              "init_args": {"save_dir": LOG_ROOT, "name": str(folder.parent.relative_to(LOG_ROOT)), "version": folder.name,
+                            "default_hp_metric": False}}
+    return [f"--trainer.logger={json.dumps(logger)}", f"--log_hparams={json.dumps(hparams)}",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def run_folders(experiment: str, root: str | Path = LOG_ROOT) -> dict[int, Path]:

@@ -36,7 +36,7 @@ from lightning_models import build, run
 from lightning_models.crossval import fold_options, why_it_cannot_fold
 from lightning_models.experiments import parse_seeds
 from lightning_models.hparams import readable_key
-from lightning_models.run_folders import LOG_ROOT
+from lightning_models.run_folders import LOG_ROOT, named_run_options
 
 FINISHED, PLACES = (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CHILD_STORAGE = "SWEEP_STORAGE_URL"  # the parent hands its workers the storage URL here, never on a command line
@@ -196,14 +196,11 @@ def run_trial(trial: optuna.Trial, settings: dict) -> float:
     for index, (seed, fold) in enumerate(runs):
         version = (f"trial_{trial.number}" + (f"_seed_{seed}" if len(settings["seeds"]) > 1 else "")
                    + (f"_fold_{fold}" if fold is not None else ""))
-        logger = {"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": LOG_ROOT,
-                  "name": str(Path(settings["folder"]).relative_to(LOG_ROOT)), "version": version, "default_hp_metric": False}}
         options = [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
+        hparams = {**values, "seed": seed, **({"fold": fold} if folds else {})}
         args = [settings["config"], *settings["extra"], *(fold_options(fold, folds) if folds else []), f"--seed_everything={seed}",
-                *options, f"--trainer.logger={json.dumps(logger)}",
-                f"--log_hparams={json.dumps({**values, 'seed': seed})}", "--trainer.enable_progress_bar=false",
-                "--trainer.enable_model_summary=false"]
-        pruning = [OptunaPruning(trial, metric, {**values, "seed": seed})] if index == 0 and metric.startswith("val/") else []
+                *options, *named_run_options(Path(settings["folder"], version), hparams)]
+        pruning = [OptunaPruning(trial, metric, hparams)] if index == 0 and metric.startswith("val/") else []
         result = run(*args, callbacks=pruning)
         results.append(float(result.metrics[metric.split("/")[0]][metric]))
         run_dirs.append(str(result.folder))
@@ -314,7 +311,6 @@ def summarize(settings: dict, study: optuna.Study, top: int = 10) -> dict[str, i
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended")  # in-process runs, on purpose
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats and retries, on purpose
     if argv[:1] == ["--worker"]:  # a worker process started by sweep(): its settings in sweep.yaml, its URL in the environment
         work({**yaml.safe_load(Path(argv[1], "sweep.yaml").read_text()), "url": os.environ[CHILD_STORAGE]}, worker=int(argv[2]))

@@ -63,7 +63,9 @@ def test_debug_runs_exactly_one_batch(in_tmp: Path) -> None:
     assert result.record["global_step"] == 1
     # run() validates and tests after fit: one batch each too
     assert counter.batches == {"fit/train": 1, "fit/val": 1, "validate/val": 1, "test/test": 1}
-    assert result.folder.resolve() == (in_tmp / "lightning_logs" / "debug").resolve()  # not the working directory
+    # fast_dev_run drops the logger (and Lightning saves no config.yaml): metrics.json still goes to a run folder
+    assert result.folder.resolve() == (in_tmp / "lightning_logs" / "iris_mlp_classifier" / "version_0").resolve()
+    assert (result.folder / "metrics.json").is_file()
     assert sorted(path.name for path in in_tmp.iterdir()) == ["lightning_logs"]
 
 
