@@ -32,8 +32,14 @@ def cell(result: dict | None, keys: list[str] | None, digits: int) -> str:
     if result is None or not keys:
         return "—"
     several = len(result.get("seeds", [0])) > 1
-    return " / ".join("n/a" if (mean := result["values"].get(key)) is None else f"{mean:.{digits}f}"
-                      + (f" ± {result['std'][key]:.{digits}f}" if several else "") for key in keys)
+
+    def one(key: str) -> str:
+        mean = result["values"].get(key)
+        if mean is None:
+            return "n/a"
+        return f"{mean:.{digits}f}" + (f" ± {result['std'][key]:.{digits}f}" if several else "")
+
+    return " / ".join(one(key) for key in keys)
 
 
 def wall_cell(row: dict) -> str:

@@ -113,6 +113,11 @@ def write_config(source: str | Path, target: str | Path, lr: float) -> list[str]
     return [key for _, key in edits]
 
 
+def sets_lr(path: str | Path) -> bool:
+    """Whether the YAML file ``path`` sets the optimizer's lr (an experiment config does, a preset does not)."""
+    return scalar_at(yaml.compose(Path(path).read_text()), LR_KEYS[0]) is not None
+
+
 def yaml_float(value: float) -> str:
     """Three significant digits, always with a dot: YAML 1.1 (PyYAML) reads ``1e-05`` as a string, ``1.0e-05`` as a float."""
     mantissa, e, exponent = f"{value:.3g}".partition("e")

@@ -247,7 +247,9 @@ def work(settings: dict, worker: int = 0) -> None:
             return  # trials, running elsewhere, end there or --resume fails them
         if taken >= settings["trials"]:  # see whether they end or go stale, a second at a time to heed a stop signal
             for _ in range(beat):
-                time.sleep(0 if STOP["signal"] else 1)
+                if STOP["signal"]:
+                    break
+                time.sleep(1)
             continue
         try:
             study.optimize(lambda trial: objective(trial, study, settings), n_trials=1)

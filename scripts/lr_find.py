@@ -4,9 +4,10 @@
     python scripts/lr_find.py --config configs/fashion_cnn.yaml --data.init_args.data_dir ../shared/data --write fashion_lr.yaml
 
 Prints the suggested lr in one line; the run folder gets ``lr_find.png`` (loss against lr), ``lr_find.json`` (the
-curve) and the TensorBoard image ``lr_find/loss_vs_lr``. ``--write PATH``: a copy of the (last) config file with only
-its optimizer's lr (and a one-cycle scheduler's ``max_lr``) set to the suggestion. Other options go to the config,
-as for ``scripts/train.py fit``. Input the finder cannot work with: one line and exit status 2.
+curve) and the TensorBoard image ``lr_find/loss_vs_lr``. ``--write PATH``: a copy of the last config file that sets the
+optimizer's lr (a preset stacked after it does not), with only that lr (and a one-cycle ``max_lr``) set to the
+suggestion. Other options go to the config, as for ``scripts/train.py fit``. Input the finder cannot work with: one
+line and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ import argparse
 import sys
 
 from lightning_models.checks import ConfigError
-from lightning_models.errors import config_error_in
-from lightning_models.lr_find import find_learning_rate, write_config
-
-
-def config_files(args: list[str]) -> list[str]:
-    """The ``--config`` files among the options, in order."""
-    files = [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config=", "-c="))]
-    return files + [value for key, value in zip(args, args[1:]) if key in ("--config", "-c")]
+from lightning_models.errors import config_error_in, pairs_of
+from lightning_models.lr_find import find_learning_rate, sets_lr, write_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_training", type=int, default=100, help="steps of the test, one lr each (default 100)")
     parser.add_argument("--write", default=None, metavar="PATH", help="copy of the config with the suggested lr")
     options, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    files = config_files(rest)
+    files = [value for key, value in pairs_of(rest) if key in ("--config", "-c")]
     if not files:
         parser.exit(2, "error: give the experiment's config: --config configs/<experiment>.yaml\n")
     try:
@@ -42,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
                               f"raise --num_training or lower --max_lr (curve: {found.folder / 'lr_find.png'})")
         written = f"; wrote {options.write}" if options.write else ""
         if options.write:
-            write_config(files[-1], options.write, found.suggestion)
+            write_config(next((file for file in reversed(files) if sets_lr(file)), files[-1]), options.write, found.suggestion)
     except ValueError as error:  # ConfigError: ours; jsonargparse wraps it when raised while building
         if (cause := config_error_in(error)) is None:
             raise

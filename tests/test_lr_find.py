@@ -78,3 +78,17 @@ def test_lr_find_refuses_in_one_line(options: list[str], says: str, tmp_path: Pa
     assert len(errors) == 1 and says in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.glob("lightning_logs/*/*/lr_find.png"))
+
+
+def test_lr_find_writes_the_config_that_sets_the_lr_not_a_preset_stacked_after_it(tmp_path: Path) -> None:
+    written = tmp_path / "iris_lr.yaml"
+    preset = CONFIGS / "presets" / "overfit.yaml"
+    done = run_script(SCRIPT, f"--config={IRIS}", "--config", str(preset), "--num_training", "20", "--write", str(written),
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    suggestion = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0" / "lr_find.json").read_text())["suggestion"]
+    changed = [pair for pair in zip(IRIS.read_text().splitlines(), written.read_text().splitlines()) if pair[0] != pair[1]]
+    assert len(IRIS.read_text().splitlines()) == len(written.read_text().splitlines())
+    assert len(changed) == 1 and "lr:" in changed[0][1]
+    assert build(written).model.make_optimizer([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == pytest.approx(
+        suggestion, rel=5e-3)
