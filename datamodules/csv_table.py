@@ -8,7 +8,7 @@ import itertools
 import math
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -28,13 +28,16 @@ def number(cell: str) -> float | None:
 
 class Table(NamedTuple):
     """A CSV file as arrays: ``inputs`` (rows, features) float32; ``targets`` class indices (int64) or values
-    (rows, 1) float32; ``class_names`` for classification; each row's split name if the file gives them."""
+    (rows, 1) float32; ``class_names`` for classification; each row's split name if the file gives them; the
+    feature columns in order and the categorical ones' levels."""
 
     inputs: np.ndarray
     targets: np.ndarray
     task: Task
     class_names: list[str] | None
     split_names: list[str] | None
+    features: list[str]
+    vocabularies: dict[str, list[str]]  # each categorical column's levels, in the one-hot order
 
 
 def read_rows(path: Path, delimiter: str | None = None) -> tuple[list[str], list[list[str]]]:
@@ -67,7 +70,7 @@ def encode_features(path: Path, columns: dict[str, list[str]], features: list[st
     for name in features:
         values = columns[name]
         if name in categorical:
-            levels = sorted(set(values))
+            levels = levels_of(values)
             blocks.append(np.array([[value == level for level in levels] for value in values], dtype=np.float32))
             continue
         parsed = [number(value) for value in values]
@@ -77,6 +80,11 @@ def encode_features(path: Path, columns: dict[str, list[str]], features: list[st
                               f"list it in categorical to one-hot encode it, or leave it out of features.")
         blocks.append(np.array(parsed, dtype=np.float32)[:, None])
     return np.concatenate(blocks, axis=1)
+
+
+def levels_of(values: list[str]) -> list[str]:
+    """A categorical column's levels in one-hot order."""
+    return sorted(set(values))
 
 
 def encode_target(path: Path, name: str, labels: list[str], task: str, max_classes: int) -> tuple[np.ndarray, Task, list[str] | None]:
@@ -136,6 +144,7 @@ class CSVDataModule(TensorDataModule):
         if delimiter is not None and len(delimiter) != 1:
             raise ConfigError(f"delimiter={delimiter!r} is invalid; expected one character, or None to detect it.")
         self.path, self.target, self.features, self.task_option = Path(path), target, features, task
+        self.output_names = [target]
         self.categorical, self.max_classes, self.split_column = categorical or [], max_classes, split_column
         self.val_fraction, self.test_fraction, self.delimiter = val_fraction, test_fraction, delimiter
 
@@ -159,7 +168,11 @@ class CSVDataModule(TensorDataModule):
         split_names = columns[split_column] if split_column else None
         if split_names is not None and (bad := sorted(set(split_names) - set(SPLITS))):
             raise ConfigError(f"{path}: column {split_column!r} holds {bad[0]!r}; expected train, val or test.")
-        return Table(inputs, targets, task, class_names, split_names)
+        vocabularies = {name: levels_of(columns[name]) for name in features if name in self.categorical}
+        return Table(inputs, targets, task, class_names, split_names, features, vocabularies)
+
+    def prediction_inputs(self) -> dict[str, Any]:
+        return {**super().prediction_inputs(), "features": self.table.features, "categorical": self.table.vocabularies}
 
     @property
     def task(self) -> Task:

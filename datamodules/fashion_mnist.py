@@ -18,7 +18,7 @@ from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
 from datamodules.images import ImageBatches, ImageDataModule
-from datamodules.tensor import Split
+from datamodules.tensor import Split, order_seed
 from lightning_models.checks import ConfigError, check_choice
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
@@ -154,6 +154,14 @@ class FashionMNISTDataModule(ImageDataModule):
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         return images * STD + MEAN if self.normalize else images
 
+    def input_columns(self, split: str) -> tuple[list[str], list[list[str]]]:
+        """Each image's index in torchvision's FashionMNIST (its ``train=`` set: ``test`` for the test split)."""
+        rows = range(len(self.splits["test"][1])) if split == "test" else self.split_indices[split].tolist()
+        return ["image"], [[f"{'test' if split == 'test' else 'train'}[{row}]"] for row in rows]
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        return ([MEAN], [STD]) if self.normalize else ([0.0], [1.0])
+
     def torchvision_dataset(self, split: str) -> Dataset:
         flips = [transforms.RandomHorizontalFlip()] if self.augment and split == "train" else []
         crops = [transforms.RandomCrop(28, padding=self.crop_padding)] if flips and self.crop_padding else []
@@ -165,5 +173,5 @@ class FashionMNISTDataModule(ImageDataModule):
     def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
         if self.input_path == "torchvision":  # text 004's path: workers decode and transform each image
             return DataLoader(self.torchvision_dataset(split), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
+                              persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(order_seed(self)))
         return self.image_batches(split, shuffle)

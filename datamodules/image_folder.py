@@ -18,7 +18,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules.images import ImageBatches, ImageDataModule
-from datamodules.tensor import SPLITS, Split, stratified_split
+from datamodules.tensor import SPLITS, Split, order_seed, stratified_split
 from lightning_models.checks import ConfigError, check_choice, check_fraction, check_positive
 
 
@@ -180,6 +180,7 @@ class ImageFolderDataModule(ImageDataModule):
         if self.splits or self.streaming:
             return
         samples = self.samples()
+        self.split_files = {split: [path for path, _ in samples[split]] for split in SPLITS}
         count = sum(len(samples[split]) for split in SPLITS)
         if count * self.num_features > self.memory_budget * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
             self.streaming, self.stream_samples = True, samples
@@ -223,6 +224,12 @@ class ImageFolderDataModule(ImageDataModule):
         shape = (1, self.image_shape[0], 1, 1)
         return images.sub_(self.mean.to(images.device).view(shape)).div_(self.std.to(images.device).view(shape))
 
+    def input_columns(self, split: str) -> tuple[list[str], list[list[str]]]:
+        return ["file"], [[path] for path in self.split_files[split]]
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        return self.mean.tolist(), self.std.tolist()
+
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         shape = (1, self.image_shape[0], 1, 1)
         return images * self.std.to(images.device).view(shape) + self.mean.to(images.device).view(shape)
@@ -235,4 +242,5 @@ class ImageFolderDataModule(ImageDataModule):
             return self.to_inputs(torch.stack([image for image, _ in items])), torch.tensor([label for _, label in items])
 
         return DataLoader(self.decoded(self.stream_samples[split]), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, collate_fn=collate, generator=torch.Generator().manual_seed(self.seed))
+                          num_workers=self.num_workers, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(order_seed(self)))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from datamodules.tensor import InMemoryDataModule, TensorBatches, trainer_state
+from datamodules.tensor import InMemoryDataModule, TensorBatches, order_seed, trainer_state
 from lightning_models.checks import ConfigError, check_positive
 
 
@@ -81,9 +82,21 @@ class ImageDataModule(InMemoryDataModule):
     def num_outputs(self) -> int:
         return len(self.class_names)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What prediction needs (see ``InMemoryDataModule.state_dict``): image shape, normalisation, class names."""
+        if not (self.splits or getattr(self, "streaming", False)):
+            return {}
+        mean, std = self.normalization()
+        return {"prediction_inputs": {"kind": "image", "image_shape": list(self.image_shape), "mean": mean, "std": std,
+                                      "class_names": [str(name) for name in self.class_names]}}
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """Per-channel ``(mean, std)`` that ``to_inputs`` applies to pixels scaled to [0, 1]."""
+        raise NotImplementedError
+
     def image_batches(self, split: str, shuffle: bool) -> ImageBatches:
         """The split on the training device, augmented when shuffled (training)."""
         images, labels = self.on_device(split)
-        return ImageBatches(images, labels, self.batch_size, shuffle, self.seed, *trainer_state(self, shuffle),
+        return ImageBatches(images, labels, self.batch_size, shuffle, order_seed(self), *trainer_state(self, shuffle),
                             transform=self.to_inputs, augment=self.augment and shuffle,
                             crop_padding=self.crop_padding, augment_from_epoch=self.augment_from_epoch)

@@ -12,6 +12,8 @@ from sklearn.datasets import load_iris
 from datamodules.tensor import Split, TensorDataModule, sorted_splits, stratified_split
 from lightning_models.checks import check_choice, check_fraction
 
+MEASUREMENTS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]  # centimetres, scikit-learn's column order
+
 
 @cache
 def iris_table() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -52,6 +54,8 @@ class IrisDataModule(TensorDataModule):
         self.target, self.partition, self.val_fraction, self.test_fraction = target, partition, val_fraction, test_fraction
         self.class_names = list(iris_table()[2])
         self.num_features, self.num_outputs = {"species": (4, 3), "petal_width": (3, 1), "features": (4, 4)}[target]
+        self.feature_names = MEASUREMENTS[:3] if target == "petal_width" else MEASUREMENTS
+        self.output_names = {"petal_width": ["petal_width"], "features": MEASUREMENTS}.get(target)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All 150 rows: ``(inputs, targets, species)`` as numpy arrays, before any scaling."""

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from datamodules.tensor import Examples, Split, TensorDataModule, fold_split, seed_for_epoch, trainer_state
+from datamodules.tensor import Examples, Split, TensorDataModule, fold_split, order_seed, seed_for_epoch, trainer_state
 from lightning_models.checks import check_choice, check_positive
 
 
@@ -68,6 +68,8 @@ class FunctionDataModule(TensorDataModule):
         self.function, self.steps_per_epoch, self.val_size = function, steps_per_epoch, val_size
         self.weight, self.bias = polynomial_target()
         self.num_features, self.num_outputs = 4 if function == "polynomial" else 1, 1
+        self.feature_names, self.output_names = ["x"], ["y"]
+        self.transform = "powers_1_to_4" if function == "polynomial" else None
 
     def points(self, x: torch.Tensor) -> Examples:
         """Inputs and targets for the 1-D points ``x``."""
@@ -86,7 +88,8 @@ class FunctionDataModule(TensorDataModule):
         return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
 
     def train_dataloader(self) -> FreshBatches:
-        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, self.seed, self.device, trainer_state(self, False)[0])
+        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, order_seed(self), self.device,
+                            trainer_state(self, False)[0])
 
     def describe_target(self) -> str:
         return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"
@@ -124,6 +127,7 @@ class PlaneDataModule(TensorDataModule):
         check_positive("points_per_class", points_per_class, integer=True)
         self.dataset, self.features, self.points_per_class = dataset, features, points_per_class
         self.class_names, self.num_features, self.num_outputs = ["negative", "positive"], 4 if features == "quadrant" else 2, 2
+        self.feature_names, self.transform = ["x1", "x2"], "quadrant_one_hot" if features == "quadrant" else None
 
     def sample_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Points and labels as the source texts draw them after ``np.random.seed(seed)``, from a
@@ -150,6 +154,11 @@ class PlaneDataModule(TensorDataModule):
             train, val = fold_split(np.arange(len(labels)), labels.numpy(), self.fold, self.folds, self.seed)
             self.plane.update(train=(points[train], labels[train]), val=(points[val], labels[val]))
         return {name: (self.to_features(points), labels) for name, (points, labels) in self.plane.items()}
+
+    def input_columns(self, split: str) -> tuple[list[str], list[list[float]]]:
+        if not self.splits:
+            self.setup()
+        return ["x1", "x2"], self.plane[split][0].tolist()
 
     def plane_points(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """The 2-D coordinates and labels of a split, whatever the input features."""

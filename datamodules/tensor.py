@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -55,6 +56,15 @@ def trainer_state(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[Ca
     if trainer is None:
         return None, 0, 1
     return (lambda: trainer.current_epoch), *((trainer.global_rank, trainer.world_size) if shuffle else (0, 1))
+
+
+def order_seed(datamodule: pl.LightningDataModule) -> int:
+    """The seed of batch order, augmentation and fresh samples: the datamodule's ``seed`` (which alone sets the
+    split) plus the run's seed, so that each seed of a run draws its own batches on the same split
+    (lightning_models/seeds.py). The run's seed is Lightning's ``PL_GLOBAL_SEED``, which ``seed_everything`` sets;
+    0 without a trainer."""
+    attached = datamodule.trainer is not None
+    return datamodule.seed + (int(os.environ.get("PL_GLOBAL_SEED", 0)) if attached else 0)
 
 
 def seed_for_epoch(generator: torch.Generator, seed: int, epoch: int) -> torch.Generator:
@@ -153,6 +163,14 @@ class InMemoryDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> TensorBatches:
         return self.batches(self.predict_split, shuffle=False)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What prediction needs of this datamodule, saved by Lightning into every checkpoint: ``load(checkpoint)``
+        predicts on raw inputs with it when the data and the config are gone. Plain values only (``weights_only``)."""
+        return {"prediction_inputs": self.prediction_inputs()} if self.splits else {}
+
+    def prediction_inputs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 class TensorDataModule(InMemoryDataModule):
     """Shared base for small tabular and synthetic datasets: ``load_splits()`` returns raw ``{"train", "val",
@@ -162,7 +180,7 @@ class TensorDataModule(InMemoryDataModule):
         batch_size: rows per batch; ``None`` trains full-batch, as the source texts do.
         standardize: scale inputs to zero mean and unit variance, with statistics fitted on the
             training rows only (validation and test rows never leak into them).
-        seed: seeds the split, the folds and the shuffling.
+        seed: seeds the split and the folds; the shuffling follows it plus the run's seed (``order_seed``).
         predict_split: ``train``, ``val`` or ``test``: what ``scripts/train.py predict`` predicts.
         fold: ``None``, or cross-validation fold ``fold`` (0 to ``folds - 1``): the rows that are not test
             rows are dealt into ``folds`` seeded folds, stratified by class for class targets; this fold
@@ -188,10 +206,34 @@ class TensorDataModule(InMemoryDataModule):
             if inputs.is_floating_point() and len(bad := (~torch.isfinite(inputs)).nonzero()):
                 raise ConfigError(f"{type(self).__name__}: the {name} inputs contain NaN or inf (first at row, column "
                                   f"{bad[0].tolist()}); clean or impute the data before training.")
+        self.raw_inputs = {name: inputs for name, (inputs, _) in splits.items()}  # for the predictions CSV
         if self.standardize:
             self.mean, self.std = splits["train"][0].mean(dim=0), splits["train"][0].std(dim=0).clamp_min(1e-8)
             splits = {name: (self.standardize_inputs(inputs), targets) for name, (inputs, targets) in splits.items()}
         self.splits = splits
+
+    feature_names: list[str] | None = None  # the raw input columns; None: x0, x1, ...
+    output_names: list[str] | None = None  # what a regression or reconstruction predicts; None: y0, y1, ...
+    transform: str | None = None  # a fixed feature map from the raw columns to the model's inputs (``predictor.TRANSFORMS``)
+
+    def prediction_inputs(self) -> dict[str, Any]:
+        """A table's inputs: raw columns in order, their standardisation, the class or output names."""
+        width = len(self.feature_names) if self.feature_names else self.splits["train"][0].shape[1]
+        classes = getattr(self, "class_names", None) if self.splits["train"][1].dtype == torch.int64 else None
+        classes = None if classes is None else [str(name) for name in classes]  # numpy strings are not plain values
+        outputs = None if classes else (self.output_names or [f"y{i}" for i in range(self.splits["train"][1].shape[-1])])
+        return {"kind": "table", "features": self.feature_names or [f"x{i}" for i in range(width)], "categorical": {},
+                "transform": self.transform, "mean": None if self.mean is None else self.mean.tolist(),
+                "std": None if self.std is None else self.std.tolist(), "target": getattr(self, "target", None),
+                "class_names": classes, "outputs": outputs}
+
+    def input_columns(self, split: str) -> tuple[list[str], list[list[Any]]]:
+        """The split's inputs as a predictions CSV shows them: the raw columns' names and each row's values."""
+        spec, inputs = self.prediction_inputs(), self.raw_inputs[split]
+        names = [f"{name}={level}" if level is not None else name for name in spec["features"]
+                 for level in spec["categorical"].get(name, [None])]
+        inputs = inputs[:, : len(names)] if self.transform == "powers_1_to_4" else inputs  # x, then its powers
+        return (names if len(names) == inputs.shape[1] else [f"input_{i}" for i in range(inputs.shape[1])]), inputs.tolist()
 
     def standardize_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Apply the training-set standardisation (identity when ``standardize=False``)."""
@@ -200,4 +242,4 @@ class TensorDataModule(InMemoryDataModule):
     def batches(self, split: str, shuffle: bool) -> TensorBatches:
         inputs, targets = self.on_device(split)
         shuffle = shuffle and self.batch_size is not None  # full-batch training needs no order
-        return TensorBatches(inputs, targets, self.batch_size, shuffle, self.seed, *trainer_state(self, shuffle))
+        return TensorBatches(inputs, targets, self.batch_size, shuffle, order_seed(self), *trainer_state(self, shuffle))

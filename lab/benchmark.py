@@ -24,30 +24,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
+import scipy.stats
 import torch
 from pytorch_lightning.cli import SaveConfigCallback
 from torch.nn import functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: lab/ is not an installed package
-    sys.path.insert(0, str(ROOT))
+from datamodules.fashion_mnist import ImageBatches
+from lightning_models import build, run
+from lightning_models.experiments import parse_seeds
+from lightning_models.machine import cpu_has_native_bf16
+from lightning_models.run import Parts
+from lightning_models.seeds import seed_options
 
-from datamodules.fashion_mnist import ImageBatches  # noqa: E402
-from lab.reproduce import seed_options  # noqa: E402
-from lightning_models import build, run  # noqa: E402
-from lightning_models.experiments import parse_seeds  # noqa: E402
-from lightning_models.machine import cpu_has_native_bf16  # noqa: E402
-from lightning_models.run import Parts  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
          "--last_checkpoint=null"]
@@ -93,11 +91,12 @@ def template_side(config: Path, overrides: tuple[str, ...], loss: Callable[[pl.T
 
 
 def bootstrap_interval(ratios: list[float], level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median of ``ratios`` (seeded: the same ratios give the same interval)."""
-    generator = random.Random(seed)
-    medians = sorted(statistics.median(generator.choices(ratios, k=len(ratios))) for _ in range(resamples))
-    tail = (1 - level) / 2
-    return medians[int(tail * (resamples - 1))], medians[int(round((1 - tail) * (resamples - 1)))]
+    """Percentile bootstrap interval of the median of ``ratios`` (scipy's, seeded: the same ratios give the same interval)."""
+    if len(set(ratios)) < 2:  # scipy returns NaN for a sample without spread; its interval is the value itself
+        return (ratios[0], ratios[0]) if ratios else (float("nan"), float("nan"))
+    found = scipy.stats.bootstrap((ratios,), np.median, confidence_level=level, n_resamples=resamples, method="percentile",
+                                  random_state=seed)
+    return float(found.confidence_interval.low), float(found.confidence_interval.high)
 
 
 def pair_record(case: str, work: str, times: dict[str, list[float]], losses: dict[str, float]) -> dict:
@@ -317,7 +316,7 @@ def time_to_accuracy(args: argparse.Namespace) -> dict:
     runs = []
     for seed in parse_seeds(args.seeds):
         clock = ValidationClock()
-        result = run(DEFAULT_CONFIG, f"--data.data_dir={args.data_dir}", *QUIET[:2], *seed_options(DEFAULT_CONFIG, seed),
+        result = run(DEFAULT_CONFIG, f"--data.data_dir={args.data_dir}", *QUIET[:2], *seed_options(seed),
                      *quick, callbacks=[clock])
         reached = next((v for v in clock.validations if v["val_acc"] >= args.threshold), {})
         machine = result.record["machine"]

@@ -8,35 +8,32 @@
     python lab/reproduce.py --update-readme                       # README and docs/results.md tables
     python lab/reproduce.py --check-readme                        # exit 1 when they disagree
 
-Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json`` (docs/reproducing.md): each recipe's mean ± std over seeds,
-a verdict on the source text's figure, wall times, the commit and the CPU. Seed ``n``: ``--seed_everything n`` and
-the datamodule's ``seed`` plus ``n``. Every run is ``lightning_models.run`` in this process. With ``--only``, an
-existing report in ``<out>`` of the same kind (quick or not, accelerator, device) keeps its other rows.
+Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json`` (docs/reproducing.md): each recipe's mean ± sample std (n)
+over seeds, a verdict on the source text's figure, wall times, the commit and the CPU. Seed ``n`` is
+``lightning_models.seeds.seed_options(n)``: initialisation, dropout, batch order and augmentation; the data split stays
+(``--vary-split``: a split per seed). Every run is ``lightning_models.run`` in this process. ``<out>`` is ``reports/``
+for a full run of the project's registry, ``lightning_logs/reproduce/`` otherwise (``--only``, another registry). An
+existing report in ``<out>`` is never replaced by one of another kind (quick, accelerator, device, registry, seeds,
+split rule) without ``--force``; with ``--only``, one of the same kind keeps its other rows.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import logging
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
+from lab.tables import RECIPES, check_tables, shown_path, table
+from lightning_models.experiments import REGISTRY, Experiment, load_registry, parse_seeds
+from lightning_models.run import RunResult
+from lightning_models.seeds import seed_options
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere: lab/ is not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from lab.tables import RECIPES, check_tables, shown_path, table  # noqa: E402
-from lightning_models.experiments import REGISTRY, Experiment, load_registry, parse_seeds  # noqa: E402
-from lightning_models.run import RunResult  # noqa: E402
 
 QUICK = ["--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=5",
          "--trainer.limit_val_batches=5", "--trainer.limit_test_batches=5"]
@@ -51,24 +48,14 @@ def select(experiments: list[Experiment], text: str | None) -> list[Experiment]:
     return [e for e in experiments if not names or e.name in names or e.group in names]
 
 
-def seed_options(config: Path, seed: int) -> list[str]:
-    """``--seed_everything seed`` and the datamodule's seed (its ``seed`` argument, else the class's default) plus ``seed``."""
-    data = yaml.safe_load(config.read_text())["data"]
-    base = (data.get("init_args") or {}).get("seed")
-    if base is None:
-        module, _, name = data["class_path"].rpartition(".")
-        default = getattr(inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("seed"), "default", None)
-        base = default if isinstance(default, int) else None
-    return [f"--seed_everything={seed}", *([] if base is None else [f"--data.init_args.seed={int(base) + seed}"])]
-
-
 def summarize(per_seed: dict[str, list[float | None]]) -> dict:
-    """Mean, sample std (0 for one seed), min and max of each key's values over seeds."""
-    out: dict[str, dict] = {"values": {}, "std": {}, "min": {}, "max": {}}
+    """Mean, sample std (n - 1; 0 for one seed), n, min and max of each key's values over seeds."""
+    out: dict[str, dict] = {"values": {}, "std": {}, "n": {}, "min": {}, "max": {}}
     for key, values in per_seed.items():
         found = [v for v in values if v is not None]
         out["values"][key] = statistics.fmean(found) if found else None
         out["std"][key] = statistics.stdev(found) if len(found) > 1 else (0.0 if found else None)
+        out["n"][key] = len(found)
         out["min"][key], out["max"][key] = (min(found), max(found)) if found else (None, None)
     return out
 
@@ -128,7 +115,7 @@ def run_all(experiments: list[Experiment], args: argparse.Namespace,
                 progress.update(task, description=f"{e.name} ({recipe}, seed {seed})")
                 started = time.perf_counter()
                 result = runner(config, [*overrides, *e.data_overrides(args.data_dir), *(e.quick_overrides if args.quick else []),
-                                         *seed_options(config, seed)])
+                                         *seed_options(seed, config, args.vary_split)])
                 runs.append((result, round(time.perf_counter() - started, 1)))
                 progress.advance(task)
             keys = e.source_keys if recipe == "source" else e.default_keys
@@ -163,16 +150,42 @@ def machine() -> dict:
             "platform": platform.platform(), "threads": torch.get_num_threads(), **library_versions()}
 
 
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--out``; by default ``reports`` for a full run of the project's registry, else a folder git ignores."""
+    if args.out:
+        return Path(args.out)
+    full = not args.only and Path(args.registry).resolve() == REGISTRY
+    return Path("reports" if full else "lightning_logs/reproduce")
+
+
+def report_kind(meta: dict) -> dict:
+    """What makes two reports comparable row by row; reports from before a field existed get the value they had."""
+    return {"quick": meta.get("quick"), "accelerator": meta.get("accelerator"), "device": meta["machine"]["device"],
+            "registry": meta.get("registry", shown_path(REGISTRY)), "seeds": meta.get("seeds"),
+            "split": meta.get("split", "one per seed")}  # a report without the field moved the split with the seed
+
+
+def kind_of(args: argparse.Namespace) -> dict:
+    return {"quick": args.quick, "accelerator": args.accelerator, "registry": shown_path(Path(args.registry).resolve()),
+            "seeds": args.seeds, "split": "one per seed" if args.vary_split else "fixed", "machine": machine()}
+
+
+def other_kind(out: Path, args: argparse.Namespace) -> str | None:
+    """Why the report in ``out`` is of another kind than this run would write (None: same kind, or no report)."""
+    if not (out / "RESULTS.json").is_file():
+        return None
+    old, new = report_kind(json.loads((out / "RESULTS.json").read_text())["meta"]), report_kind(kind_of(args))
+    differ = [f"{key} {old[key]!r} there, {new[key]!r} now" for key in new if old[key] != new[key]]
+    return "; ".join(differ) or None
+
+
 def write_report(rows: list[dict], args: argparse.Namespace, seconds: float, experiments: list[Experiment]) -> None:
-    out = Path(args.out or "reports")
+    out = output_folder(args)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "accelerator": args.accelerator,
-            "data_dir": args.data_dir, "total_wall_time_s": round(seconds, 1), "machine": machine()}
+    meta = {"date": time.strftime("%Y-%m-%d"), **kind_of(args), "data_dir": args.data_dir, "total_wall_time_s": round(seconds, 1)}
     old = json.loads((out / "RESULTS.json").read_text()) if args.only and (out / "RESULTS.json").is_file() else None
-    kinds = [(m.get("quick"), m.get("accelerator"), m["machine"]["device"]) for m in (old["meta"], meta)] if old else None
-    if kinds and kinds[0] != kinds[1]:
-        print(f"note: {out / 'RESULTS.json'} comes from another kind of run (quick, accelerator or device differ); "
-              "it is replaced, not merged")
+    if old and other_kind(out, args):  # --force: main() refused it otherwise
+        print(f"note: {out / 'RESULTS.json'} comes from another kind of run; --force: it is replaced, not merged")
     elif old:  # the listed experiments' rows replace theirs; the others stay
         merged = {row["name"]: row for row in [*old["experiments"], *rows]}
         rows = [merged[e.name] for e in experiments if e.name in merged]
@@ -197,8 +210,10 @@ def write_report(rows: list[dict], args: argparse.Namespace, seconds: float, exp
         f"commit{'s' if len(revisions) > 1 else ''} {', '.join(revisions) or 'unknown'}."
         + (f" Last re-run: `--only {args.only}`; the other rows come from the earlier report." if args.only else "")
         + (" **Quick mode: a few steps each, not results.**" if args.quick else ""),
-        "Each cell: mean ± sample std over the row's seeds (`seeds` in the JSON, with every seed's value, min, max and",
-        "run folder). Test split unless the metric says otherwise. Source-recipe configs train on all",
+        "Each cell: mean ± sample std (n - 1) over the row's n seeds (`seeds` and `n` in the JSON, with every seed's value,",
+        "min, max and run folder); a seed moves init, dropout and batch order"
+        + (", and the split (`--vary-split`)." if args.vary_split else ", not the split.")
+        + " Test split unless the metric says otherwise. Source-recipe configs train on all",
         "training rows and validate on them, so their train metric is the one the source texts report.",
         "Machine-readable: `RESULTS.json` beside this file.", "",
         table(rows, out), "",
@@ -215,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (the GPU when there is one)")
     parser.add_argument("--seeds", default=None, help="seeds per row, e.g. 0-4 or 0,1,2 (default: the registry's; --quick: 0)")
     parser.add_argument("--registry", default=str(REGISTRY), help="the experiment registry (default: configs/experiments.yaml)")
-    parser.add_argument("--out", default=None, help="folder for RESULTS.md/.json (default: reports/ here; --update-readme: the project's)")
+    parser.add_argument("--out", default=None, help="folder for RESULTS.md/.json (default: reports/ for a full run of the project's "
+                        "registry, else lightning_logs/reproduce/; --update-readme: the project's reports/)")
+    parser.add_argument("--vary-split", action="store_true", help="each seed also draws its own data split (default: one split)")
+    parser.add_argument("--force", action="store_true", help="replace a report in --out of another kind (quick, accelerator, "
+                        "device, registry, seeds, split)")
     parser.add_argument("--update-readme", action="store_true", help="rewrite README.md's and docs/results.md's tables from the report")
     parser.add_argument("--check-readme", action="store_true", help="exit 1 when those tables differ from what --update-readme writes")
     args = parser.parse_args(argv)
@@ -242,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if (reason := other_kind(output_folder(args), args)) and not args.force:
+        parser.exit(2, f"error: {output_folder(args) / 'RESULTS.json'} holds another kind of report ({reason}); "
+                       "give another --out, or --force to replace it\n")
     started = time.perf_counter()
     write_report(run_all(experiments, args), args, time.perf_counter() - started, registry)
     return 0

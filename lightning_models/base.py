@@ -83,7 +83,7 @@ class TaskModule(pl.LightningModule):
         self.resumed_rng_states: dict[str, Any] | None = None
         self.last_update = True  # optimizer_step marks the update whose metrics are logged
         # Called here, it also records the arguments of the subclass whose __init__ called us. The loggers
-        # get them from the CLI under readable names (cli.readable_hparams), not Lightning's raw record.
+        # get them under readable names (hparams.readable_hparams, called by run), not Lightning's raw record.
         self.save_hyperparameters(logger=False)
 
     def init_metrics(self, metrics: MetricCollection) -> None:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import pickle
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from lightning_models.checks import ConfigError
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file that is missing, damaged, truncated, foreign, or holds more than tensors and plain values."""
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -36,22 +45,80 @@ class LastCheckpoint(ModelCheckpoint):
             trainer.save_checkpoint(self.best_model_path)
 
 
-def module_class(path: str | Path) -> type[pl.LightningModule]:
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict, loaded with ``weights_only=True`` (tensors and plain values only), or a
+    one-line ``CheckpointError`` naming the file, what is wrong with it and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; a run's are in lightning_logs/<experiment>/version_N/"
+                              f"checkpoints/.{usable_instead(path)}")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):  # torch.save's zip, its end missing
+        raise CheckpointError(f"{path}: truncated or damaged (its zip archive has no central directory; an interrupted "
+                              f"copy or write?).{usable_instead(path)}")
+    if not head.startswith(b"PK") and head[:1] != b"\x80":  # neither torch.save's zip nor a pickle
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (it starts with {head!r}); pass a .ckpt written by "
+                              f"scripts/train.py.{usable_instead(path)}")
+    if head.startswith(b"PK"):  # checksums before unpickling: a changed byte in data.pkl is no foreign object
+        try:  # torch.save stores each member's CRC-32; zeros where saving skipped them (compute_crc32=False)
+            with zipfile.ZipFile(path) as archive:
+                member = archive.testzip() if any(info.CRC for info in archive.infolist()) else None
+            damaged = f"{member} does not match its checksum" if member is not None else None
+        except (zipfile.BadZipFile, OSError):
+            damaged = "its zip directory is unreadable"
+        if damaged is not None:
+            raise CheckpointError(f"{path}: damaged ({damaged}); use an intact copy.{usable_instead(path)}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object: loading it would run code
+        raise CheckpointError(f"{path}: refused: it holds objects beyond tensors and plain values, and loading them could run "
+                              "code; if you trust its source, load it with YourModule.load_from_checkpoint(path, "
+                              "weights_only=False).") from None
+    except (RuntimeError, EOFError, OSError, ValueError, MemoryError) as error:  # a truncated zip, a text file...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: damaged, truncated or not a PyTorch checkpoint ({reason}).{usable_instead(path)}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict); "
+                              "pass a .ckpt written by scripts/train.py.")
+    return checkpoint
+
+
+def usable_instead(path: Path) -> str:
+    """`` Use X instead.`` naming the readable checkpoints beside ``path`` (a run's best one when ``last.ckpt`` is
+    damaged), newest first; empty when there is none."""
+    folder = path.parent if path.parent.is_dir() else None
+    others = sorted((other for other in (folder.glob("*.ckpt") if folder else []) if other.resolve() != path.resolve()),
+                    key=lambda other: other.stat().st_mtime, reverse=True)
+    for other in others:
+        try:
+            torch.load(other, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - any unreadable sibling is simply not offered
+            continue
+        return f" A readable checkpoint of the same run: {other}"
+    return ""
+
+
+def module_class(path: str | Path, checkpoint: dict[str, Any] | None = None) -> type[pl.LightningModule]:
     """The LightningModule class recorded in a checkpoint (``TaskModule.on_save_checkpoint``), or
     else in the ``config.yaml`` of the run the checkpoint belongs to."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     class_path = checkpoint.get("module_class")
     run_config = Path(path).resolve().parent.parent / "config.yaml"
     if class_path is None and run_config.is_file():
         class_path = (yaml.safe_load(run_config.read_text()).get("model") or {}).get("class_path")
     if class_path is None:
-        raise ValueError(f"{path} does not record its module class; load it with YourModule.load_from_checkpoint.")
+        raise CheckpointError(f"{path} does not record its module class (not written by a template module, and no "
+                              "config.yaml beside its checkpoints/ folder); load it with YourModule.load_from_checkpoint(path).")
     module_name, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module_name), name)
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"{path}: its module class {class_path} cannot be imported; install the package "
+                              "that defines it or put its folder on PYTHONPATH.") from None
 
 
 def load_module(path: str | Path, map_location: str = "cpu") -> pl.LightningModule:
     """Load a checkpoint written by the template, refusing anything but tensors and plain values."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return module_class(path).load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
+    module = module_class(path, read_checkpoint(path))
+    return module.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()

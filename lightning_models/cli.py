@@ -7,19 +7,19 @@ that order. What YAML cannot say is filled in by the small functions below, befo
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import yaml
 from jsonargparse import Namespace
-from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_models.checkpoints import LastCheckpoint
+from lightning_models.checkpoints import LastCheckpoint, read_checkpoint
 from lightning_models.checks import ConfigError
 from lightning_models.machine import auto_precision
 from lightning_models.run_folders import LOG_ROOT, newest_last_checkpoint, next_version, run_folder
@@ -29,6 +29,9 @@ DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
 FOLDER_LOGGERS = {f"{package}.loggers.{name}" for package in ("pytorch_lightning", "lightning.pytorch")
                   for name in ("TensorBoardLogger", "CSVLogger")}  # loggers whose version_N folder is the run folder
 STAGES = ("fit", "validate", "test", "predict")
+DEFAULT_MONITOR = yaml.safe_load(DEFAULTS.read_text())["checkpoint"]["monitor"]
+LIGHTNING_CHECKPOINT_NAMES = ("best", "last", "hpc")  # validate/test/predict --ckpt_path values the Trainer resolves
+SIZES = ("num_features", "num_outputs")  # linked from the datamodule into models whose constructor takes them
 
 
 def quiet_third_party() -> None:
@@ -44,10 +47,13 @@ def no_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
 
 
-def datamodule_size(name: str) -> Callable[[pl.LightningDataModule], int]:
-    """The datamodule's ``num_features``/``num_outputs`` for the model, or an error that names the datamodule."""
+def datamodule_size(name: str, wanted: Callable[[], set[str]]) -> Callable[[pl.LightningDataModule], int | None]:
+    """The datamodule's ``num_features``/``num_outputs`` for a model whose constructor takes it (``name`` in
+    ``wanted()``), else None, a value jsonargparse drops: it ignores a link whose target the chosen class lacks."""
 
-    def size(datamodule: pl.LightningDataModule) -> int:
+    def size(datamodule: pl.LightningDataModule) -> int | None:
+        if name not in wanted():
+            return None
         value = getattr(datamodule, name, None)
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{type(datamodule).__name__}.{name} is {value!r} after its __init__; the model is built "
@@ -55,6 +61,21 @@ def datamodule_size(name: str) -> Callable[[pl.LightningDataModule], int]:
         return value
 
     return size
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (the ``checkpoint`` settings), except that a module that never logs the default
+    monitor (``val/loss``: a LightningModule of the user's own) keeps its newest weights, with one warning, instead of
+    stopping the run; a monitor the config chose itself stays Lightning's error when the module does not log it."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logged = {*trainer.callback_metrics, "epoch", "step"}  # what ModelCheckpoint can monitor
+        if not trainer.sanity_checking and self.monitor == DEFAULT_MONITOR and self.monitor not in logged:
+            rank_zero_warn(f"checkpoint: {type(pl_module).__name__} logs no {self.monitor!r}, the default monitor; the "
+                           "checkpoint keeps the newest weights. Set --checkpoint.monitor to a metric it logs "
+                           f"({', '.join(sorted(trainer.callback_metrics)) or 'none so far'}) or null.")
+            self.monitor = None
+        super().on_validation_end(trainer, pl_module)
 
 
 class RunConfig(SaveConfigCallback):
@@ -91,11 +112,17 @@ class TemplateCLI(LightningCLI):
                             help="After fit, validate and test the best checkpoint.")
         parser.add_argument("--log_hparams", type=dict[str, Any] | None, default=None,
                             help="Extra values for TensorBoard's HParams tab, beside the module's (a sweep's choices).")
-        for size in ("num_features", "num_outputs"):
-            parser.link_arguments("data", f"model.init_args.{size}", compute_fn=datamodule_size(size), apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        for size in SIZES:
+            parser.link_arguments("data", f"model.init_args.{size}", compute_fn=datamodule_size(size, self.model_sizes),
+                                  apply_on="instantiate")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint", subclass_mode=True, required=False)
         parser.add_lightning_class_args(ProgressBar, "progress_bar", subclass_mode=True, required=False)
+
+    def model_sizes(self) -> set[str]:
+        """The sizes the chosen model's constructor takes: jsonargparse lists exactly its arguments in init_args."""
+        init_args = self.config.model.get("init_args") or Namespace()
+        return {size for size in SIZES if size in init_args}
 
     def before_instantiate_classes(self) -> None:
         config = self.config
@@ -106,12 +133,14 @@ class TemplateCLI(LightningCLI):
         if config.trainer.enable_progress_bar is False:
             config.progress_bar = None
         refuse_accumulation_with_repeated_updates(config)
+        version = None
+        if self.stage == "fit" and config.ckpt_path == "last":
+            config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
+        if config.ckpt_path is not None and config.ckpt_path not in LIGHTNING_CHECKPOINT_NAMES:
+            read_checkpoint(config.ckpt_path)  # a bad file: one line naming it now, not a traceback from Lightning's loader
         if self.stage == "predict":
             predict_into_run_folder(config)
         else:
-            version = None
-            if self.stage == "fit" and config.ckpt_path == "last":
-                config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)
             name_run_folder(config, version)
         if config.last_checkpoint is not None:  # beside the best checkpoint
             config.last_checkpoint.init_args.dirpath = config.checkpoint.dirpath
@@ -161,26 +190,3 @@ def predict_into_run_folder(config: Namespace) -> None:
         writer = Namespace(class_path="lightning_models.callbacks.predictions.PredictionWriter",
                            init_args=Namespace(path=str(folder / f"predictions-{split}.csv")))
         config.trainer.callbacks = [*(config.trainer.callbacks or []), writer]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``scripts/train.py STAGE [options]``: bad input exits with status 2 and one or two lines (no traceback)."""
-    from lightning_models.errors import config_error_in
-    from lightning_models.run import evaluate, run
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in STAGES:
-        sys.exit(f"usage: scripts/train.py {{{','.join(STAGES)}}} --config CONFIG [options]; --help lists the options")
-    stage, args = argv[0], argv[1:]
-    try:
-        run(*args) if stage == "fit" else evaluate(stage, *args)
-    except FloatingPointError as error:  # NonFiniteLossError: say where and why
-        sys.exit(f"error: {error}")
-    except MisconfigurationException as error:  # Lightning refusing a Trainer setting
-        print(f"error: trainer: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except ValueError as error:  # ConfigError: a bad option, a bad config value, bad data
-        if (cause := config_error_in(error)) is None:
-            raise
-        print(f"error: {cause}\n(options: scripts/train.py {stage} --help)", file=sys.stderr)
-        raise SystemExit(2) from None

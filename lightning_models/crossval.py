@@ -39,9 +39,9 @@ import yaml
 
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
-from lightning_models.experiments import parse_seeds
 from lightning_models.run import build, run
 from lightning_models.run_folders import LOG_ROOT, named_run_options
+from lightning_models.seeds import parse_seeds, seed_options
 
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
 
@@ -140,7 +140,7 @@ def baseline_models(settings: dict[str, Any]) -> dict[str, Any]:
 
 def fold_arguments(settings: dict[str, Any], fold: int, seed: int, folder: Path) -> list[str]:
     """The config, the options for every fold, then this fold's data, seed and run folder (later options win)."""
-    return [settings["config"], *settings["extra"], *fold_options(fold, settings["folds"]), f"--seed_everything={seed}",
+    return [settings["config"], *settings["extra"], *fold_options(fold, settings["folds"]), *seed_options(seed),
             *named_run_options(folder, {"fold": fold, "seed": seed})]
 
 
@@ -171,10 +171,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def mean_and_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """``{"mean": {key: ...}, "std": {key: ...}}`` over rows of the same keys."""
+def mean_and_std(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """``{"mean": {key: ...}, "std": {key: ...}, "n": count}`` over rows of the same keys (sample std, n - 1)."""
     stats = {key: mean_std([row[key] for row in rows]) for key in rows[0]}
-    return {"mean": {key: value[0] for key, value in stats.items()}, "std": {key: value[1] for key, value in stats.items()}}
+    return {"mean": {key: value[0] for key, value in stats.items()}, "std": {key: value[1] for key, value in stats.items()},
+            "n": len(rows)}
 
 
 def summarize(settings: dict[str, Any], runs: list[dict[str, Any]], scores: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
@@ -192,12 +193,13 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Cross-validation {summary['experiment']}/{Path(summary['folder']).name}", "",
              f"`{summary['config']}`, {summary['folds']} folds of the non-test rows (fold k validates, the others train), "
              f"seeds {summary['seeds']}, options: `{options}`. Each row is one run: the validation and test metrics of its "
-             "best checkpoint (every fold has the same test set). Mean ± sample standard deviation over the rows.", "",
+             "best checkpoint (every fold has the same test set). Mean ± sample standard deviation (n - 1) over the n rows.", "",
              "| fold | seed | " + " | ".join(keys) + " | run folder |", "|" + " --- |" * (len(keys) + 3)]
     for r in summary["runs"]:
         lines.append(f"| {r['fold']} | {r['seed']} | " + " | ".join(f"{r[key.split('/')[0]][key]:.4f}" for key in keys)
                      + f" | {r['folder']} |")
-    lines.append("| mean ± std | | " + " | ".join(f"{summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in keys) + " | |")
+    lines.append(f"| mean ± std (n={summary['n']}) | | "
+                 + " | ".join(f"{summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in keys) + " | |")
     if summary["baselines"]:
         lines += baseline_table(summary)
     return "\n".join(lines) + "\n"
@@ -216,7 +218,7 @@ def baseline_table(summary: dict[str, Any]) -> list[str]:
     for fold in range(summary["folds"]):
         lines.append(f"| {fold} | " + " | ".join(f"{per_fold[name][fold][key]:.4f}" for name, key in columns) + " |")
     stats = {name: mean_and_std(rows) for name, rows in per_fold.items()}
-    lines.append("| mean ± std | " + " | ".join(f"{stats[name]['mean'][key]:.4f} ± {stats[name]['std'][key]:.4f}"
+    lines.append(f"| mean ± std (n={summary['folds']}) | " + " | ".join(f"{stats[name]['mean'][key]:.4f} ± {stats[name]['std'][key]:.4f}"
                                                 for name, key in columns) + " |")
     return lines
 

@@ -3,6 +3,7 @@
     from lightning_models.lr_find import find_learning_rate
     found = find_learning_rate("configs/iris_mlp_classifier.yaml")
     found.suggestion, found.config_lr, found.folder  # lr_find.png and lr_find.json are in found.folder
+    found.doubts  # why the suggestion may mislead: on the curve's start-up climb, or the loss still falling at max_lr
 
 The finder trains from ``min_lr`` to ``max_lr`` over ``num_training`` optimizer steps and suggests the lr where the
 smoothed loss falls fastest (``suggestion()``). The configs inject the optimizer as a callable (LightningCLI's
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,15 @@ LR_KEYS = (("model", "init_args", "optimizer", "init_args", "lr"),  # the optimi
 @dataclass
 class LearningRateSearch:
     """What ``find_learning_rate`` found: the suggested lr (None: the curve was too short), the config's own lr,
-    the recorded curve (lr and smoothed loss per step, as Lightning records them) and the run folder."""
+    the recorded curve (lr and smoothed loss per step, as Lightning records them), the run folder, and ``doubts``:
+    one sentence per reason not to trust the suggestion (``doubts_about``; empty: none)."""
 
     suggestion: float | None
     config_lr: float
     lrs: list[float]
     losses: list[float]
     folder: Path
+    doubts: list[str] = field(default_factory=list)
 
 
 def find_learning_rate(*args: str | Path, min_lr: float = 1e-6, max_lr: float = 1.0, num_training: int = 100) -> LearningRateSearch:
@@ -70,7 +73,29 @@ def find_learning_rate(*args: str | Path, min_lr: float = 1e-6, max_lr: float = 
                                           num_training=num_training, update_attr=False)
     found = LearningRateSearch(finder.suggestion(), config_lr(parts), list(finder.results["lr"]),
                                list(finder.results["loss"]), run_folder(parts.trainer))
+    found.doubts = doubts_about(found.lrs, found.losses, found.suggestion)
     save_curve(parts, finder, found)
+    return found
+
+
+def doubts_about(lrs: list[float], losses: list[float], suggestion: float | None) -> list[str]:
+    """Why the suggestion may mislead, one sentence each. The smoothed loss starts low and climbs while Lightning's
+    running average warms up: a steepest descent before the highest point ahead of the lowest one is a wiggle of that start-up part,
+    not the lr taking effect. A lowest loss among the last 5% of points means the loss still falls at ``max_lr``:
+    the range found no upper limit, and the steepest point of a curve cut short says little."""
+    points = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
+    if suggestion is None or len(points) < 3:
+        return []
+    values = [loss for _, loss in points]
+    lowest = values.index(min(values))
+    peak = values.index(max(values[: lowest + 1]))  # the start-up climb's top: the divergence after the lowest point is not it
+    found = []
+    if suggestion <= points[peak][0]:
+        found.append(f"the suggestion {suggestion:.3g} lies on the curve's start-up climb (the smoothed loss peaks later, at lr "
+                     f"{points[peak][0]:.3g}): the running average is still warming up there")
+    if lowest >= len(points) - max(2, len(points) // 20):
+        found.append(f"the loss still falls at the top of the range (lowest at lr {points[lowest][0]:.3g}, the last tried "
+                     f"{points[-1][0]:.3g}): raise --max_lr")
     return found
 
 
@@ -90,7 +115,7 @@ def save_curve(parts: Parts, finder: Any, found: LearningRateSearch) -> None:
     axes.set_ylabel("training loss (smoothed)")
     axes.set_title(f"suggested lr {found.suggestion:.3g}" if found.suggestion else "no suggestion: too few finite points")
     figure.savefig(found.folder / "lr_find.png", dpi=100)
-    curve = {"suggestion": found.suggestion, "config_lr": found.config_lr, "lr": found.lrs,
+    curve = {"suggestion": found.suggestion, "config_lr": found.config_lr, "doubts": found.doubts, "lr": found.lrs,
              "loss": [loss if math.isfinite(loss) else None for loss in found.losses]}
     (found.folder / "lr_find.json").write_text(json.dumps(curve, indent=1) + "\n")
     for logger in parts.trainer.loggers:

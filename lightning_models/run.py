@@ -92,7 +92,7 @@ def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.ckpt_path)
 
     best, last = checkpoint_paths(trainer)
-    metrics = {"train": {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("train/")}}
+    metrics = {"train": {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("train")}}
     if config.test_after_fit:  # fast_dev_run saves no checkpoint: then the weights in memory are evaluated
         with panels_paused(trainer):  # the panels drew during fit; this validation gives the best weights' numbers
             metrics["val"] = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
@@ -173,8 +173,8 @@ def print_summary(experiment: str, folder: Path, metrics: dict[str, dict[str, fl
                   stamp: dict[str, Any]) -> None:
     summary = ", ".join(f"{key}={value:.4g}" for stage in ("test", "val") for key, value in sorted(metrics.get(stage, {}).items()))
     machine = stamp["machine"]["gpu"] or stamp["machine"]["cpu"]
-    print(f"\n{experiment}: {summary}\nprecision: {stamp['precision']} on {machine}\nrun directory: {folder}\n"
-          f"metrics: {folder / 'metrics.json'}")
+    print(f"\n{experiment}: {summary or 'no validation or test metrics logged'}\nprecision: {stamp['precision']} on {machine}\n"
+          f"run directory: {folder}\nmetrics: {folder / 'metrics.json'}")
     if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
         print(f"TensorBoard: tensorboard --logdir {folder} --host 127.0.0.1")
 

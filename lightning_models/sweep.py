@@ -34,9 +34,9 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from lightning_models import build, run
 from lightning_models.crossval import fold_options, why_it_cannot_fold
-from lightning_models.experiments import parse_seeds
 from lightning_models.hparams import readable_key
 from lightning_models.run_folders import LOG_ROOT, named_run_options
+from lightning_models.seeds import parse_seeds, seed_options
 
 FINISHED, PLACES = (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CHILD_STORAGE = "SWEEP_STORAGE_URL"  # the parent hands its workers the storage URL here, never on a command line
@@ -132,6 +132,10 @@ def prepare(args: argparse.Namespace, folder: Path) -> dict:
         finally:
             os.chdir(cwd)
     metrics = {name for name in parts.trainer.callback_metrics if name.split("/")[0] in ("train", "val")}
+    if objective["metric"].startswith("test/") and not args.test_objective:
+        raise SweepError(f"objective metric {objective['metric']!r}: choosing by the test set leaves no held-out estimate (the "
+                         "best trial's test score is then optimistic); use a val/ metric, or --test-objective to do it anyway")
+    metrics |= {name.replace("val/", "test/", 1) for name in metrics if args.test_objective and name.startswith("val/")}
     if objective["metric"] not in metrics:
         raise SweepError(f"objective metric {objective['metric']!r} is never logged by {args.config}; "
                          f"its runs log {', '.join(sorted(metrics))}")
@@ -198,13 +202,14 @@ def run_trial(trial: optuna.Trial, settings: dict) -> float:
                    + (f"_fold_{fold}" if fold is not None else ""))
         options = [f"--{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in values.items()]
         hparams = {**values, "seed": seed, **({"fold": fold} if folds else {})}
-        args = [settings["config"], *settings["extra"], *(fold_options(fold, folds) if folds else []), f"--seed_everything={seed}",
+        args = [settings["config"], *settings["extra"], *(fold_options(fold, folds) if folds else []), *seed_options(seed),
                 *options, *named_run_options(Path(settings["folder"], version), hparams)]
         pruning = [OptunaPruning(trial, metric, hparams)] if index == 0 and metric.startswith("val/") else []
         result = run(*args, callbacks=pruning)
         results.append(float(result.metrics[metric.split("/")[0]][metric]))
         run_dirs.append(str(result.folder))
-    for key, value in {"run_dirs": run_dirs, "values_per_run": results, "std": statistics.pstdev(results)}.items():
+    spread = statistics.stdev(results) if len(results) > 1 else 0.0  # sample std (n - 1), as every summary reports
+    for key, value in {"run_dirs": run_dirs, "values_per_run": results, "std": spread, "n": len(results)}.items():
         trial.set_user_attr(key, value)
     return statistics.fmean(results)
 
@@ -286,12 +291,13 @@ def summarize(settings: dict, study: optuna.Study, top: int = 10) -> dict[str, i
                   reverse=settings["objective"]["direction"] == "maximize")[:top]
     metric, keys, seeds = settings["objective"]["metric"], list(settings["space"]["parameters"]), settings["seeds"]
     over = f"seeds {seeds}" + (f" x {settings['folds']} folds" if settings.get("folds") else "")
-    header = ["trial", *map(readable_key, keys), f"{metric} (mean)", "std", f"{metric} per run", "run folders"]
+    header = ["trial", *map(readable_key, keys), f"{metric} (mean)", "std (n)", f"{metric} per run", "run folders"]
     lines = [f"# Sweep {settings['study']}", "", f"Trials: {counts}. Objective: {metric} ({settings['objective']['direction']}), "
-             f"mean over {over}.", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+             f"mean and sample std over {over}.", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for trial in best:
         cells = [trial.number, *(v if isinstance(v := trial.params[key], str) else json.dumps(v) for key in keys), f"{trial.value:.6g}",
-                 f"{trial.user_attrs.get('std', 0):.2g}", ", ".join(f"{v:.6g}" for v in trial.user_attrs.get("values_per_run", [])),
+                 f"{trial.user_attrs.get('std', 0):.2g} ({len(trial.user_attrs.get('values_per_run', []))})",
+                 ", ".join(f"{v:.6g}" for v in trial.user_attrs.get("values_per_run", [])),
                  ", ".join(Path(path).name for path in trial.user_attrs.get("run_dirs", []))]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
@@ -329,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--seeds", default=None, help="seeds such as 0-4 or 0,2,5-7: each trial trains once per seed, the mean counts")
     add("--folds", type=int, default=0, help="cross-validate each trial over this many folds (at least 2): the mean counts")
     add("--name", default="sweep", help="the sweep's folder under lightning_logs/<experiment>/")
+    add("--test-objective", action="store_true", help="accept a test/ objective metric: the test set then picks the trial, "
+        "so its test score is no longer an unbiased estimate (usually wrong: use val/)")
     add("--storage", default=None, help="a database URL (postgresql+psycopg://user@host/db; password in ~/.pgpass) or env:NAME")
     add("--heartbeat", type=int, default=30, help="database storage: seconds between a running trial's heartbeats (0: none)")
     add("--grace", type=int, default=120, help="database storage: seconds without a heartbeat after which a trial is failed and retried")

@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import pickle
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 from lightning_models import build
-from lightning_models.callbacks.predictions import header, rows, scores
-from lightning_models.checkpoints import load_module
+from lightning_models.callbacks.predictions import header, input_columns, rows, scores, with_inputs
+from lightning_models.checkpoints import CheckpointError, load_module
 
 
 def main() -> None:
@@ -32,12 +31,10 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     checkpoint = Path(args.checkpoint)
     config = Path(args.config) if args.config else checkpoint.resolve().parent.parent / "config.yaml"
-    if not checkpoint.is_file():
-        parser.exit(2, f"error: {checkpoint}: no such checkpoint file\n")
     try:
         module = load_module(checkpoint)
-    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as error:  # missing, foreign, damaged
-        parser.exit(2, f"error: {checkpoint}: not a checkpoint this template can load ({str(error).splitlines()[0]})\n")
+    except CheckpointError as error:  # missing, foreign, damaged, truncated: one line naming it
+        parser.exit(2, f"error: {error}\n")
     if not config.is_file():
         parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
     datamodule = build(config, *overrides, stage="predict").datamodule  # the config's data, as train.py builds it
@@ -49,8 +46,9 @@ def main() -> None:
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / "predictions.csv"
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(header(predictions, targets))
-        writer.writerows(rows(predictions, targets, getattr(datamodule, "class_names", None)))
+        columns, inputs = input_columns(datamodule, "test")
+        writer.writerow(header(predictions, targets) + columns)
+        writer.writerows(with_inputs(rows(predictions, targets, getattr(datamodule, "class_names", None)), inputs, 0))
     print(json.dumps(metrics, indent=2))
     print(f"predictions: {out}")
 

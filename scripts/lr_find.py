@@ -6,8 +6,9 @@
 Prints the suggested lr in one line; the run folder gets ``lr_find.png`` (loss against lr), ``lr_find.json`` (the
 curve) and the TensorBoard image ``lr_find/loss_vs_lr``. ``--write PATH``: a copy of the last config file that sets the
 optimizer's lr (a preset stacked after it does not), with only that lr (and a one-cycle ``max_lr``) set to the
-suggestion. Other options go to the config, as for ``scripts/train.py fit``. Input the finder cannot work with: one
-line and exit status 2.
+suggestion; it refuses (one line, exit status 2) when the suggestion is in doubt (on the curve's start-up climb, or
+the loss still falling at ``--max_lr``: printed as warnings) unless ``--force``. Other options go to the config, as for
+``scripts/train.py fit``. Input the finder cannot work with: one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_lr", type=float, default=1.0, help="lr of the last step (default 1)")
     parser.add_argument("--num_training", type=int, default=100, help="steps of the test, one lr each (default 100)")
     parser.add_argument("--write", default=None, metavar="PATH", help="copy of the config with the suggested lr")
+    parser.add_argument("--force", action="store_true", help="--write even when the suggestion is in doubt (see the warnings)")
     options, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     files = [value for key, value in pairs_of(rest) if key in ("--config", "-c")]
     if not files:
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
         if found.suggestion is None:
             raise ConfigError(f"lr_find: too few finite losses in {len(found.losses)} steps for a suggestion; "
                               f"raise --num_training or lower --max_lr (curve: {found.folder / 'lr_find.png'})")
+        if options.write and found.doubts and not options.force:
+            raise ConfigError(f"lr_find: not writing {options.write}: {'; and '.join(found.doubts)}; read the curve "
+                              f"({found.folder / 'lr_find.png'}) and pass --force to write it anyway")
+        for doubt in found.doubts:
+            print(f"warning: {doubt}", file=sys.stderr)
         written = f"; wrote {options.write}" if options.write else ""
         if options.write:
             write_config(next((file for file in reversed(files) if sets_lr(file)), files[-1]), options.write, found.suggestion)

@@ -33,7 +33,7 @@ FRESH_PROCESS_ARGS = ("KillAtBatch", "StallCheckpointWrite", "--trainer.strategy
 def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeout: int = 300,
               fresh_process: bool = False) -> subprocess.CompletedProcess:
     """``python scripts/train.py ARGS`` in ``cwd``; returns the finished process (output captured). It runs in this
-    process (``cli.main``, the script's only line; ``extra_path`` on ``sys.path`` for the run) unless asked for a fresh
+    process (``train_cli.main``, the script's only line; ``extra_path`` on ``sys.path`` for the run) unless asked for a fresh
     one or the run kills its process: a fresh interpreter costs seconds of imports per run."""
     if fresh_process or any(name in arg for arg in args for name in FRESH_PROCESS_ARGS):
         env = dict(os.environ)
@@ -41,7 +41,7 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
         command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    from lightning_models.cli import main
+    from lightning_models.train_cli import main
 
     out, err, here, code = io.StringIO(), io.StringIO(), os.getcwd(), 0
     handler = logging.StreamHandler(err)  # Lightning's console lines, which a process would print to stderr

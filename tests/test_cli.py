@@ -209,8 +209,8 @@ def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
     ],
 )
 def test_bad_input_is_rejected_before_training(tmp_path, monkeypatch, capsys, override, expected):
-    """In this process (``scripts/train.py`` is ``cli.main``); the YAML test below checks a real process's stderr."""
-    from lightning_models.cli import main
+    """In this process (``scripts/train.py`` is ``train_cli.main``); the YAML test below checks a real process's stderr."""
+    from lightning_models.train_cli import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:

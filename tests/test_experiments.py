@@ -31,10 +31,10 @@ def assert_names_its_parts(experiment: Experiment) -> None:
     for path in configs_of(experiment):
         config = yaml.safe_load(path.read_text())
         model = config["model"]
-        assert import_class(model["class_path"]) is not None, (path, model["class_path"])
-        assert import_class(model["init_args"]["net"]["class_path"]) is not None, (path, model["init_args"]["net"])
+        for class_path in (model["class_path"], model["init_args"]["net"]["class_path"], config["data"]["class_path"]):
+            if import_class(class_path) is None:
+                pytest.fail(f"{path}: cannot import {class_path}: is its folder on PYTHONPATH?", pytrace=False)
         assert "optimizer" in model["init_args"], path
-        assert import_class(config["data"]["class_path"]) is not None, (path, config["data"]["class_path"])
 
 
 def assert_passes_its_check(experiment: Experiment) -> None:
@@ -117,6 +117,14 @@ def write_outside_experiment(folder: Path) -> tuple[Path, Path]:
         "config": "blobs.yaml", "data_files": {"path": "data/blobs.csv"},
         "check": {"overrides": [], "metric": "test/acc", "floor": 0.9}}}))
     return packages, project / "experiments.yaml"
+
+
+def test_an_outside_experiment_whose_package_is_not_on_the_path_is_named_in_one_line(tmp_path):
+    _, registry_file = write_outside_experiment(tmp_path)
+    [experiment] = load_registry(registry_file)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_names_its_parts(experiment)
+    assert str(failed.value) == f"{experiment.default_config}: cannot import outside_nets.TwoLayerNet: is its folder on PYTHONPATH?"
 
 
 @pytest.mark.slow

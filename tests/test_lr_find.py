@@ -30,7 +30,8 @@ def steepest_descent(lrs: list[float], losses: list[float | None], skip_begin: i
 
 def test_lr_find_saves_the_curve_and_suggests_its_steepest_descent(tmp_path: Path) -> None:
     written = tmp_path / "iris_lr.yaml"
-    done = run_script(SCRIPT, "--config", str(IRIS), "--num_training", str(STEPS), "--write", str(written), cwd=tmp_path)
+    # --force: a curve this short is all start-up climb; the writing is under test here, the doubts below
+    done = run_script(SCRIPT, "--config", str(IRIS), "--num_training", str(STEPS), "--write", str(written), "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip().splitlines()[-1]
     folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0"
@@ -84,7 +85,7 @@ def test_lr_find_writes_the_config_that_sets_the_lr_not_a_preset_stacked_after_i
     written = tmp_path / "iris_lr.yaml"
     preset = CONFIGS / "presets" / "overfit.yaml"
     done = run_script(SCRIPT, f"--config={IRIS}", "--config", str(preset), "--num_training", "20", "--write", str(written),
-                      cwd=tmp_path)
+                      "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     suggestion = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0" / "lr_find.json").read_text())["suggestion"]
     changed = [pair for pair in zip(IRIS.read_text().splitlines(), written.read_text().splitlines()) if pair[0] != pair[1]]
@@ -92,3 +93,36 @@ def test_lr_find_writes_the_config_that_sets_the_lr_not_a_preset_stacked_after_i
     assert len(changed) == 1 and "lr:" in changed[0][1]
     assert build(written).model.make_optimizer([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == pytest.approx(
         suggestion, rel=5e-3)
+
+
+def curve(losses: list[float]) -> tuple[list[float], list[float]]:
+    return list(np.geomspace(1e-6, 1.0, len(losses))), losses
+
+
+def test_doubts_name_a_start_up_suggestion_and_a_loss_still_falling_at_max_lr():
+    from lightning_models.lr_find import doubts_about
+
+    climb_then_fall = [0.5 + 0.05 * i for i in range(10)] + [1.0 - 0.04 * i for i in range(20)]  # lowest at the end
+    lrs, losses = curve(climb_then_fall)
+    on_climb, on_fall = lrs[4], lrs[15]
+    assert [d.split(" (")[0] for d in doubts_about(lrs, losses, on_climb)] == [
+        f"the suggestion {on_climb:.3g} lies on the curve's start-up climb", "the loss still falls at the top of the range"]
+    assert [d.split(" (")[0] for d in doubts_about(lrs, losses, on_fall)] == ["the loss still falls at the top of the range"]
+    u_shape = climb_then_fall[:25] + [0.2, 0.3, 0.6, 1.2, float("nan")]  # bottoms out, then diverges: a range that found its top
+    lrs, losses = curve(u_shape)
+    assert doubts_about(lrs, losses, lrs[15]) == []
+    assert doubts_about(lrs, losses, lrs[9]) != []  # the climb's top, the divergence after the lowest point does not count
+
+
+def test_write_refuses_a_doubtful_suggestion_without_force(tmp_path: Path) -> None:
+    """Iris over the default range: the loss still falls at lr 1, so --write refuses in one line naming --force."""
+    written = tmp_path / "iris_lr.yaml"
+    done = run_script(SCRIPT, "--config", str(IRIS), "--write", str(written), cwd=tmp_path)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert "the loss still falls at the top of the range" in errors[0] and "--force" in errors[0]
+    assert not written.exists()
+    curve_file = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0" / "lr_find.json").read_text())
+    losses = [loss for loss in curve_file["loss"] if loss is not None]
+    assert losses.index(min(losses)) >= len(losses) - 5  # what the doubt says, read off the saved curve
+    assert curve_file["doubts"] and "raise --max_lr" in curve_file["doubts"][0]

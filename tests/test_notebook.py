@@ -33,6 +33,15 @@ def test_quickstart_runs_in_a_kernel_and_prints_what_its_runs_wrote(tmp_path):
     reloaded = float(re.search(r"^accuracy of the loaded checkpoint on the test rows = (\S+)$", text, re.MULTILINE).group(1))
     assert reloaded == pytest.approx(metrics["test"]["test/acc"], abs=1e-6)  # the checkpoint predicts what was tested
 
+    from lightning_models import load
+
+    best = metrics["checkpoints"]["best"]
+    flowers = [{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5},
+               {"sepal_length": 6.7, "sepal_width": 3.1, "petal_length": 5.6, "petal_width": 2.4}]
+    expected = load(best).predict(flowers)  # the same checkpoint, predicted here
+    for number, (label, probability) in enumerate(zip(expected.labels, expected.probability), start=1):
+        assert f"flower {number}: {label} (p = {probability:.4f})" in text
+
     shown = [output.data for output in outputs(notebook, "display_data")]
     assert any("image/png" in data for data in shown)  # the confusion matrix from the event file
     summary = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "crossval" / "summary.json").read_text())

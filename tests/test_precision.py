@@ -140,3 +140,52 @@ def test_the_fashion_default_resolves_auto_and_the_small_experiments_stay_32_bit
     assert Trainer(precision="auto", accelerator="cpu", logger=False).precision == expected  # Python users get it too
     for name in ("iris_mlp_classifier", "xor_mlp", "exp_fit"):
         assert build(CONFIGS / f"{name}.yaml", *QUIET).trainer.precision == "32-true"
+
+
+def evaluated(model: torch.nn.Module, batches, precision: str) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` over ``batches``, each batch's forward and loss under the autocast
+    Lightning's ``precision`` puts around a test step (none for 32-true)."""
+    correct, loss, rows = 0.0, 0.0, 0
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    with torch.no_grad():
+        for inputs, targets in batches:
+            with autocast:
+                scores = model(inputs)
+                batch_loss = torch.nn.functional.cross_entropy(scores, targets)
+            correct += (scores.argmax(1) == targets).sum().item()
+            loss += batch_loss.float().item() * len(targets)
+            rows += len(targets)
+    return correct / rows, loss / rows
+
+
+@pytest.mark.parametrize(("flags", "pinned", "expected"), [
+    ({"avx2", "avx512_bf16"}, [], "bf16-mixed"),                            # a CPU with native bf16: auto is bf16
+    ({"avx2"}, [], "32-true"),                                             # an AVX2 one: auto is 32-bit
+    ({"avx2", "avx512_bf16"}, ["--trainer.precision=32-true"], "32-true"),  # a test that pins 32-bit, on either
+])
+def test_image_folder_metrics_equal_an_evaluation_under_the_precision_the_run_resolved(tmp_path, monkeypatch, flags,
+                                                                                      pinned, expected):
+    """configs/examples/image_folder.yaml says ``precision: auto``: whatever it resolves to is what config.yaml and
+    metrics.json record, and the run's test metrics are the best checkpoint's evaluated under that precision."""
+    from datamodules import ImageFolderDataModule
+    from lightning_models.checkpoints import load_module
+    from tests.helpers import write_folder
+
+    monkeypatch.chdir(tmp_path)
+    fake_machine(monkeypatch, flags)
+    root = write_folder(tmp_path / "images", per_class=12)
+    result = run(CONFIGS / "examples" / "image_folder.yaml", f"--data.init_args.root={root}", "--data.init_args.batch_size=8",
+                 "--trainer.max_epochs=1", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
+                 "--trainer.enable_model_summary=false", *pinned)
+    assert yaml.safe_load((result.folder / "config.yaml").read_text())["trainer"]["precision"] == expected
+    record = json.loads((result.folder / "metrics.json").read_text())
+    assert record["precision"] == expected and record["machine"]["cpu_native_bf16"] == ("avx512_bf16" in flags)
+    datamodule = ImageFolderDataModule(str(root), image_size=28, batch_size=8)  # the config's split, unaugmented test rows
+    datamodule.setup()
+    model = load_module(record["checkpoints"]["best"])
+    accuracy, loss = evaluated(model, datamodule.test_dataloader(), expected)
+    assert record["test"]["test/acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert record["test"]["test/loss"] == pytest.approx(loss, rel=1e-5)
+    if expected == "bf16-mixed":  # a 32-bit reference would not do: the reason the tests comparing with one pin 32-true
+        assert record["test"]["test/loss"] != pytest.approx(evaluated(model, datamodule.test_dataloader(), "32-true")[1],
+                                                            rel=1e-5)

@@ -124,11 +124,12 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
         return RunResult(metrics, tmp_path / f"{name}_{recipe}_{seed}", {"best": None, "last": None}, {},
                          {"epochs": 3, "global_step": 3, **metrics})
 
-    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None)
+    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None, vary_split=False)
     rows = {row["name"]: row for row in run_all([by_name["iris_autoencoder"], by_name["iris_mlp_regressor"]], args, fake)}
     assert len(seen) == 2 * 2 * 3  # 2 experiments x 2 recipes x 3 seeds
-    assert {o for overrides in seen for o in overrides if "seed" in o} == {
-        f"--seed_everything={s}" for s in range(3)} | {f"--data.init_args.seed={s}" for s in range(3)}
+    # a seed is the run's seed alone: the split (the datamodule's seed) stays
+    assert {o for overrides in seen for o in overrides if "seed" in o} == {f"--seed_everything={s}" for s in range(3)}
+    assert source["n"]["val/recon_mse"] == 3 if (source := rows["iris_autoencoder"]["source"]) else False
     source = rows["iris_autoencoder"]["source"]
     values = list(planted["iris_autoencoder"].values())
     assert source["per_seed"]["val/recon_mse"] == values
@@ -201,3 +202,61 @@ def test_quick_reproduce_runs_the_fashion_rows_on_tiny_idx_files(tmp_path):
                 assert mean == pytest.approx(metrics[key.split("/")[0]][key]), (row["name"], recipe, key)
             batch = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())["data"]["init_args"]["batch_size"]
             assert metrics["global_step"] == 2 * min(5, math.ceil((300 - 64) / batch))  # quick: 2 epochs, <= 5 batches
+
+
+def test_vary_split_moves_the_datamodule_seed_with_the_run_seed(tmp_path):
+    import argparse
+
+    from lab.reproduce import run_all
+
+    seen: list[list[str]] = []
+
+    def fake(config, overrides):
+        seen.append(overrides)
+        return RunResult({"test": {"test/r2": 0.5}}, tmp_path, {"best": None, "last": None}, {}, {"epochs": 1, "global_step": 1})
+
+    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-1", data_dir=None, vary_split=True)
+    run_all([next(e for e in EXPERIMENTS if e.name == "iris_linear_regression")], args, fake)
+    assert [[o for o in overrides if "seed" in o] for overrides in seen] == [
+        ["--seed_everything=0", "--data.init_args.seed=0"], ["--seed_everything=1", "--data.init_args.seed=1"]] * 2
+
+
+@pytest.mark.parametrize("options, differs", [
+    (["--quick"], "quick False there, True now"),  # a full --quick run would land in the project's reports/
+    (["--only", "xor_mlp", "--out", "reports", "--seeds", "0-1"], "seeds None there, '0-1' now"),
+    (["--registry", "my.yaml", "--only", "wine", "--out", "reports"], "registry 'configs/experiments.yaml' there"),
+])
+def test_a_report_of_another_kind_is_never_replaced_without_force(tmp_path, monkeypatch, capsys, options, differs):
+    """A full report stays when a run of another kind (quick, other seeds, another registry) would replace it:
+    one line naming --force, nothing run or written."""
+    from lab.reproduce import machine, main
+
+    committed = json.loads((ROOT / "reports" / "RESULTS.json").read_text())
+    committed["meta"].update(quick=False, accelerator="cpu", split="fixed", seeds=None)
+    committed["meta"]["machine"]["device"] = machine()["device"]  # the same kind in all but the option under test
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "RESULTS.json").write_text(json.dumps(committed))
+    wine = {"wine": {"what": "w", "group": "wine", "default_keys": ["test/acc"], "config": str(ROOT / "configs" / "xor_mlp.yaml")}}
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(wine))
+    before = (tmp_path / "reports" / "RESULTS.json").read_text()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([*options, "--accelerator", "cpu"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(error) == 1 and "--force" in error[0] and differs in error[0], error
+    assert (tmp_path / "reports" / "RESULTS.json").read_text() == before
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_only_writes_elsewhere_by_default():
+    import argparse
+
+    from lab.reproduce import output_folder
+    from lightning_models.experiments import REGISTRY
+
+    def folder(only: str | None, registry: str = str(REGISTRY), out: str | None = None) -> Path:
+        return output_folder(argparse.Namespace(only=only, registry=registry, out=out))
+
+    assert folder(None) == Path("reports")
+    assert folder("iris") == folder(None, "my/experiments.yaml") == Path("lightning_logs/reproduce")
+    assert folder("iris", out="reports") == Path("reports")

@@ -48,6 +48,9 @@ def journal_study(folder: Path) -> optuna.Study:
     (SPACE, ["--seeds", "0-x"], "--seeds '0-x': '0-x' is not a seed or a range; give e.g. 0-4"),
     (SPACE, ["--heartbeat", "5", "--grace", "5"], "--heartbeat 5 --grace 5 --max-retry 2: expected"),
     (SPACE, ["--folds", "1"], "--folds 1: expected an integer of at least 2"),
+    ({**SPACE, "objective": {"metric": "test/acc", "direction": "maximize"}}, [],
+     "objective metric 'test/acc': choosing by the test set leaves no held-out estimate"),
+    ({**SPACE, "objective": {"metric": "test/r2"}}, ["--test-objective"], "objective metric 'test/r2' is never logged"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, space, options, message):
     from lightning_models.sweep import main
@@ -128,7 +131,8 @@ def test_seeds_train_each_trial_once_per_seed_and_the_summary_adds_up(tmp_path):
     assert len(set(values)) == 3  # three seeds, three runs
     trial = journal_study(folder).trials[0]
     assert trial.value == pytest.approx(sum(values) / 3)
-    assert trial.user_attrs["std"] == pytest.approx((sum((v - sum(values) / 3) ** 2 for v in values) / 3) ** 0.5)
+    assert trial.user_attrs["std"] == pytest.approx((sum((v - sum(values) / 3) ** 2 for v in values) / 2) ** 0.5)  # n - 1
+    assert trial.user_attrs["n"] == 3
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
             for line in (folder / "summary.md").read_text().splitlines() if line.startswith("|")]
     header, rule, row = rows  # one trial
@@ -140,6 +144,7 @@ def test_seeds_train_each_trial_once_per_seed_and_the_summary_adds_up(tmp_path):
     assert json.loads(cells["net.activation"]) == json.loads(trial.params["model.init_args.net.init_args.activation"])
     assert float(cells["val/loss (mean)"]) == pytest.approx(trial.value, rel=1e-5)
     assert [float(v) for v in cells["val/loss per run"].split(", ")] == pytest.approx(values, rel=1e-5)
+    assert cells["std (n)"] == f"{trial.user_attrs['std']:.2g} (3)"
     assert cells["run folders"] == "trial_0_seed_0, trial_0_seed_1, trial_0_seed_2" and cells["trial"] == "0"
 
 
@@ -181,7 +186,7 @@ def test_folds_optimise_the_cross_validated_mean(tmp_path):
         rows[fold] = {name: Counter(map(tuple, tensors[0].tolist())) for name, tensors in datamodule.splits.items()}
     assert rows[0]["val"] + rows[1]["val"] + rows[2]["val"] == rows[0]["train"] + rows[0]["val"]
     assert rows[0]["test"] == rows[1]["test"] == rows[2]["test"]
-    assert "mean over seeds [0] x 3 folds" in (folder / "summary.md").read_text()
+    assert "mean and sample std over seeds [0] x 3 folds" in (folder / "summary.md").read_text()
     best_config = yaml.safe_load((folder / "best.yaml").read_text())  # the best values on the ordinary split
     assert not {"fold", "folds"} & set(best_config["data"]["init_args"])
     assert best_config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == pytest.approx(best.params[LR])

@@ -47,6 +47,19 @@ def rows(outputs: torch.Tensor, targets: torch.Tensor | None, names: Sequence[st
             for i, (target, predicted) in enumerate(zip(truth, flat))]
 
 
+def input_columns(datamodule: Any, split: str) -> tuple[list[str], list[list[Any]] | None]:
+    """The datamodule's ``input_columns(split)`` (the raw inputs or file names beside each prediction), if it has them."""
+    describe = getattr(datamodule, "input_columns", None)
+    return describe(split) if describe is not None else ([], None)
+
+
+def with_inputs(rows: list[list], inputs: list[list[Any]] | None, first: int) -> list[list]:
+    """Each CSV row followed by its example's input columns."""
+    if inputs is None:
+        return rows
+    return [row + [f"{value:.6g}" if isinstance(value, float) else value for value in inputs[first + i]] for i, row in enumerate(rows)]
+
+
 class PredictionWriter(BasePredictionWriter):
     """Writes ``trainer.predict``'s outputs to ``path`` as CSV, batch by batch (``rows`` gives the columns).
 
@@ -66,6 +79,7 @@ class PredictionWriter(BasePredictionWriter):
             raise ConfigError("predict writes one CSV from one process; run it with --trainer.devices 1.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle, self.written = open(self.partial, "w", newline=""), 0
+        self.inputs = input_columns(trainer.datamodule, getattr(trainer.datamodule, "predict_split", "test"))
 
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
@@ -73,9 +87,9 @@ class PredictionWriter(BasePredictionWriter):
         outputs = scores(pl_module, prediction)
         writer = csv.writer(self.handle)
         if self.written == 0:
-            writer.writerow(header(outputs, targets))
+            writer.writerow(header(outputs, targets) + self.inputs[0])
         names = getattr(trainer.datamodule, "class_names", None)
-        writer.writerows(rows(outputs, targets, names, self.written))
+        writer.writerows(with_inputs(rows(outputs, targets, names, self.written), self.inputs[1], self.written))
         self.written += len(outputs)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

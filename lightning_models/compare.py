@@ -1,0 +1,297 @@
+"""Is B better than A? Runs of two (or more) configurations side by side, with a verdict per metric (docs/compare.md).
+
+    from lightning_models import compare
+    result = compare("lightning_logs/iris_mlp_classifier/sweep", "lightning_logs/iris_mlp_classifier/crossval")
+    result = compare(["configs/iris_mlp_classifier.yaml", "--model.init_args.optimizer.init_args.lr=0.03"],
+                     "configs/iris_mlp_classifier.yaml", seeds=[0, 1, 2, 3, 4])   # run both now
+    print(result.markdown()); result.rows[0].verdict
+
+A side is a run folder (holding ``metrics.json`` and ``config.yaml``), a folder of runs (every ``metrics.json``
+under it: a sweep, a cross-validation, ``lightning_logs/<experiment>``), or a config with options, run now once per
+seed (``lightning_models.seeds``). Every side after the first is compared with the first: the config keys that differ,
+then per metric each side's mean ± sample std (n) and the difference with a 95% interval from scipy: paired by
+(seed, fold) when both sides hold the same ones (``ttest_rel``), else Welch's t-test (``ttest_ind(equal_var=False)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from scipy import stats
+
+from lightning_models.checks import ConfigError
+
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
+HIGHER_IS_BETTER = ("acc", "f1", "r2", "auroc", "precision", "recall")
+# Keys that name where a run logs or how it prints, not what it trains: never a difference between configurations.
+NOT_THE_CONFIG = ("trainer.logger", "log_hparams", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+                  "progress_bar", "data.init_args.fold")
+CONFIDENCE = 0.95
+# Keys that change what a metric measures: a loss function, or the rows a split holds. Where one differs, those
+# metrics are numbers of different things, and a verdict on them would mislead.
+CHANGES_METRIC = {"loss": ("model.init_args.loss",),
+                  "test": ("data.class_path", "data.init_args.partition", "data.init_args.test_fraction", "data.init_args.seed",
+                           "data.init_args.split_column", "data.init_args.path"),
+                  "val": ("data.init_args.val_fraction", "data.init_args.val_size")}
+
+
+class CompareError(ConfigError):
+    """Bad compare input: printed as one line, exit status 2."""
+
+
+@dataclass
+class Run:
+    """One run folder's metrics (``stage/name`` -> value), its config as dotted keys, and its pairing key (seed, fold)."""
+
+    folder: Path
+    metrics: dict[str, float]
+    config: dict[str, Any]
+    key: tuple[Any, Any]
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its label (A, B, ...), what it was given as, and its runs."""
+
+    label: str
+    source: str
+    runs: list[Run]
+
+    def values(self, metric: str) -> list[float]:
+        return [run.metrics[metric] for run in self.runs if metric in run.metrics]
+
+
+@dataclass
+class MetricRow:
+    """One metric of side ``label`` against side ``baseline``: means, sample stds and counts, ``label - baseline``
+    with its 95% interval and p-value, the test that gave them, and the verdict."""
+
+    metric: str
+    direction: str  # "higher", "lower" or "" (unknown: no better or worse)
+    baseline: str
+    label: str
+    means: tuple[float, float]
+    stds: tuple[float, float]
+    counts: tuple[int, int]
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    test: str
+    verdict: str
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` returns: the sides, the config keys that differ (key -> one text per side) and the rows."""
+
+    sides: list[Side]
+    differing: dict[str, list[str]]
+    rows: list[MetricRow] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        from lightning_models.compare_report import markdown
+
+        return markdown(self)
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["metric", "better", "side_a", "side_b", "mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
+                         "difference_b_minus_a", "low_95", "high_95", "p_value", "test", "verdict"])
+        for r in self.rows:
+            writer.writerow([r.metric, r.direction, r.baseline, r.label, r.means[0], r.stds[0], r.counts[0], r.means[1],
+                             r.stds[1], r.counts[1], r.difference, r.low, r.high, r.p_value, r.test, r.verdict])
+        return out.getvalue()
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """compare.md, compare.csv, compare.png (and curves.png when the runs logged validation curves) into ``folder``."""
+        from lightning_models.compare_report import plot_curves, plot_metrics
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "compare.md").write_text(self.markdown())
+        (folder / "compare.csv").write_text(self.csv())
+        written = [folder / "compare.md", folder / "compare.csv", plot_metrics(self, folder / "compare.png")]
+        return written + [path for path in [plot_curves(self.sides, folder / "curves.png")] if path is not None]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"model.init_args.optimizer.init_args.lr": 0.003, "trainer.callbacks.0.class_path": ...}``."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+    if items is None or not value:
+        return {prefix: value}
+    return {key: leaf for name, item in items for key, leaf in flatten(item, f"{prefix}.{name}" if prefix else str(name)).items()}
+
+
+def load_run(folder: Path) -> Run:
+    record = json.loads((folder / "metrics.json").read_text())
+    config_path = folder / "config.yaml"
+    config = flatten(yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    metrics = {key: float(value) for stage in ("test", "val", "train") for key, value in sorted((record.get(stage) or {}).items())}
+    return Run(folder, metrics, config, (record.get("seed"), config.get("data.init_args.fold")))
+
+
+def load_runs(path: str | Path) -> list[Run]:
+    """The run at ``path`` (it holds ``metrics.json``), or every run under it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CompareError(f"{path}: no such folder; give a run folder, a folder of runs or a config (.yaml)")
+    folders = [path] if (path / "metrics.json").is_file() else sorted(found.parent for found in path.rglob("metrics.json"))
+    if not folders:
+        raise CompareError(f"{path}: no metrics.json in it or under it; a run writes one when it ends")
+    return [load_run(folder) for folder in folders]
+
+
+def direction(metric: str) -> str:
+    """``higher`` or ``lower`` (is better) from the metric's name after its stage, ``""`` when the name does not say."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return "lower" if name in LOWER_IS_BETTER else "higher" if name in HIGHER_IS_BETTER else ""
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; nan for one value): the one spread of every summary."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def paired(a: Side, b: Side, metric: str) -> tuple[list[float], list[float]] | None:
+    """Both sides' values in the order of their shared (seed, fold) keys, when both hold the same keys once each."""
+    keyed = [{run.key: run.metrics[metric] for run in side.runs if metric in run.metrics} for side in (a, b)]
+    counts = [sum(metric in run.metrics for run in side.runs) for side in (a, b)]
+    if keyed[0].keys() != keyed[1].keys() or counts != [len(keyed[0])] * 2 or len(keyed[0]) < 2:
+        return None
+    order = sorted(keyed[0], key=str)
+    return [keyed[0][key] for key in order], [keyed[1][key] for key in order]
+
+
+def difference(a: Side, b: Side, metric: str) -> tuple[float, float, float, float, str]:
+    """``(b - a, low, high, p)`` at 95% and the test's name: paired t when the keys pair, else Welch."""
+    pairs = paired(a, b, metric)
+    with warnings.catch_warnings():  # identical values: scipy warns, and its nan or zero-width interval says it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if pairs is not None:
+            result, test = stats.ttest_rel(pairs[1], pairs[0]), f"paired t (n={len(pairs[0])} pairs)"
+            diff = statistics.fmean(pairs[1]) - statistics.fmean(pairs[0])
+        else:
+            x, y = a.values(metric), b.values(metric)
+            diff, test = statistics.fmean(y) - statistics.fmean(x), "Welch t"
+            if min(len(x), len(y)) < 2:
+                return diff, math.nan, math.nan, math.nan, test
+            result = stats.ttest_ind(y, x, equal_var=False)
+        interval = result.confidence_interval(CONFIDENCE)
+    low, high = float(interval.low), float(interval.high)
+    if math.isnan(low) and pairs is None and statistics.pstdev(a.values(metric)) == statistics.pstdev(b.values(metric)) == 0:
+        low = high = diff  # no spread on either side: the difference is exact
+    return diff, low, high, float(result.pvalue), test
+
+
+def verdict(diff: float, low: float, high: float, better: str, n: int) -> str:
+    if math.isnan(low):
+        return f"too few runs (n={n}) for an interval"
+    if low <= 0 <= high:
+        return f"no detectable difference at n={n}"
+    if not better:
+        return "higher" if diff > 0 else "lower"
+    return "better" if (diff > 0) == (better == "higher") else "worse"
+
+
+def not_comparable(metric: str, differing: dict[str, list[str]]) -> str | None:
+    """Why ``metric`` measures different things on the sides (a differing key of ``CHANGES_METRIC``), or None."""
+    stage, name = metric.split("/", 1) if "/" in metric else ("", metric)
+    keys = [*(CHANGES_METRIC["loss"] if name == "loss" else ()), *CHANGES_METRIC["test"],  # the test rows fix the others too
+            *(CHANGES_METRIC["val"] if stage in ("val", "train") else ())]
+    found = [key for key in keys if key in differing]
+    return f"not comparable: {', '.join(found)} differ{'s' if len(found) == 1 else ''}" if found else None
+
+
+def compare_sides(sides: list[Side]) -> Comparison:
+    """The comparison of already loaded sides: each side after the first against the first."""
+    base = sides[0]
+    metrics = list(dict.fromkeys(metric for side in sides for run in side.runs for metric in run.metrics))
+    rows = []
+    for other in sides[1:]:
+        differing = differing_keys([base, other])
+        for metric in metrics:
+            x, y = base.values(metric), other.values(metric)
+            if not x or not y:
+                continue
+            diff, low, high, p, test = difference(base, other, metric)
+            (mean_a, std_a), (mean_b, std_b) = mean_std(x), mean_std(y)
+            better = direction(metric)
+            said = not_comparable(metric, differing) or verdict(diff, low, high, better, min(len(x), len(y)))
+            rows.append(MetricRow(metric, better, base.label, other.label, (mean_a, mean_b), (std_a, std_b), (len(x), len(y)),
+                                  diff, low, high, p, test, said))
+    return Comparison(sides, differing_keys(sides), rows)
+
+
+def differing_keys(sides: list[Side]) -> dict[str, list[str]]:
+    """Config keys whose values differ between sides (each side's values over its runs, joined when several)."""
+    keys = dict.fromkeys(key for side in sides for run in side.runs for key in run.config
+                         if not key.startswith(NOT_THE_CONFIG))
+    shown = {}
+    for key in keys:
+        per_side = [sorted({json.dumps(run.config.get(key, "(unset)")) for run in side.runs}) for side in sides]
+        if any(values != per_side[0] for values in per_side[1:]):
+            shown[key] = [", ".join(value.strip('"') for value in values) for values in per_side]
+    return shown
+
+
+def run_side(label: str, spec: list[str], seeds: list[int], options: list[str], name: str, vary_split: bool) -> Side:
+    """Run ``spec`` (a config and its options) once per seed into ``lightning_logs/<experiment>/<name>/<label>/seed_<n>``;
+    a seed whose ``metrics.json`` is there already is read, not run again (same settings only)."""
+    from lightning_models.run import run
+    from lightning_models.run_folders import LOG_ROOT, named_run_options
+    from lightning_models.seeds import seed_options
+
+    config = Path(spec[0])
+    if not config.is_file():
+        raise CompareError(f"side {label}: {config}: no such config file")
+    experiment = (yaml.safe_load(config.read_text()) or {}).get("experiment_name") or config.stem
+    folder = Path(LOG_ROOT, experiment, name, label)
+    settings = {"side": [str(part) for part in spec], "options": options, "seeds": seeds, "vary_split": vary_split}
+    saved = yaml.safe_load((folder / "side.yaml").read_text()) if (folder / "side.yaml").is_file() else None
+    if saved is not None and {k: v for k, v in saved.items() if k != "seeds"} != {k: v for k, v in settings.items() if k != "seeds"}:
+        raise CompareError(f"{folder} holds side {label} of another comparison ({saved['side']}); pass --name for a new one")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "side.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    runs = []
+    for seed in seeds:
+        target = folder / f"seed_{seed}"
+        if not (target / "metrics.json").is_file():
+            arguments = [*spec, *options, *seed_options(seed, config, vary_split),
+                         *named_run_options(target, {"side": label, "seed": seed})]
+            with contextlib.redirect_stdout(io.StringIO()):  # run()'s summary per run: the line below says it
+                run(*arguments)
+        runs.append(load_run(target))
+        print(f"side {label}, seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in runs[-1].metrics.items()
+                                                          if k.startswith("test/")), flush=True)
+    return Side(label, " ".join(spec), runs)
+
+
+def compare(*sides: str | Path | list[str], seeds: list[int] | None = None, options: list[str] | tuple[str, ...] = (),
+            name: str = "compare", vary_split: bool = False) -> Comparison:
+    """Compare two or more sides (see the module's docstring); a side given as a config (a ``.yaml`` path, or a list of
+    the config and its options) runs now over ``seeds`` (default 0-4) with ``options`` for every such side."""
+    if len(sides) < 2:
+        raise CompareError(f"compare needs at least two sides (A B ...), got {len(sides)}")
+    loaded = []
+    for index, side in enumerate(sides):
+        label = chr(ord("A") + index)
+        spec = [str(part) for part in side] if isinstance(side, (list, tuple)) else [str(side)]
+        if spec[0].endswith((".yaml", ".yml")):
+            loaded.append(run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split))
+        elif len(spec) > 1:
+            raise CompareError(f"side {label}: {spec[0]} is no config (.yaml); options go with a config only")
+        else:
+            loaded.append(Side(label, spec[0], load_runs(spec[0])))
+    return compare_sides(loaded)
