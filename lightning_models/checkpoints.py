@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -49,6 +50,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path`` as a dict, loaded with ``weights_only=True`` (tensors and plain values only), or a
     one-line ``CheckpointError`` naming the file, what is wrong with it and what to do."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; pass a .ckpt (a run's are in its checkpoints/).")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; a run's are in lightning_logs/<experiment>/version_N/"
                               f"checkpoints/.{usable_instead(path)}")
@@ -82,6 +85,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: a PyTorch file but not a Lightning checkpoint (no state_dict); "
                               "pass a .ckpt written by scripts/train.py.")
     return checkpoint
+
+
+def checkpoint_of(path: str | Path) -> Path:
+    """``path`` itself; for a run folder, the checkpoint its ``metrics.json`` says the test metrics came from (the best;
+    else the last), looked up in its ``checkpoints/`` when the folder was moved."""
+    path = Path(path)
+    if not (path.is_dir() and (path / "metrics.json").is_file()):
+        return path
+    recorded = json.loads((path / "metrics.json").read_text()).get("checkpoints") or {}
+    for kind in ("best", "last"):
+        for candidate in ([Path(recorded[kind]), path / "checkpoints" / Path(recorded[kind]).name] if recorded.get(kind) else []):
+            if candidate.is_file():
+                return candidate
+    raise CheckpointError(f"{path}: its metrics.json names no checkpoint that is still there; pass a .ckpt file.")
 
 
 def usable_instead(path: Path) -> str:

@@ -284,14 +284,26 @@ def compare(*sides: str | Path | list[str], seeds: list[int] | None = None, opti
     the config and its options) runs now over ``seeds`` (default 0-4) with ``options`` for every such side."""
     if len(sides) < 2:
         raise CompareError(f"compare needs at least two sides (A B ...), got {len(sides)}")
-    loaded = []
-    for index, side in enumerate(sides):
-        label = chr(ord("A") + index)
-        spec = [str(part) for part in side] if isinstance(side, (list, tuple)) else [str(side)]
+    specs = {chr(ord("A") + index): [str(part) for part in side] if isinstance(side, (list, tuple)) else [str(side)]
+             for index, side in enumerate(sides)}
+    for label, spec in specs.items():  # every side checked before any trains: a typo in B must not cost A's runs
         if spec[0].endswith((".yaml", ".yml")):
-            loaded.append(run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split))
+            check_config_side(label, spec, list(options))
         elif len(spec) > 1:
             raise CompareError(f"side {label}: {spec[0]} is no config (.yaml); options go with a config only")
-        else:
-            loaded.append(Side(label, spec[0], load_runs(spec[0])))
+    loaded = [run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split)
+              if spec[0].endswith((".yaml", ".yml")) else Side(label, spec[0], load_runs(spec[0])) for label, spec in specs.items()]
     return compare_sides(loaded)
+
+
+def check_config_side(label: str, spec: list[str], options: list[str]) -> None:
+    """Build the side's parts once, nothing trained or written: a bad option or value is one line naming the side."""
+    from lightning_models.run import build
+
+    if not Path(spec[0]).is_file():
+        raise CompareError(f"side {label}: {spec[0]}: no such config file")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            build(*spec, *options)
+    except ValueError as error:  # ConfigError: build() turns the parser's refusals into one line too
+        raise CompareError(f"side {label}: {error}") from None

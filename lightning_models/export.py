@@ -33,6 +33,7 @@ from torch import nn
 
 from lightning_models import numpy_forward
 from lightning_models.autoencoder import AutoencoderModule
+from lightning_models.checkpoints import checkpoint_of
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
 from lightning_models.nets import MLP, AutoEncoder
@@ -57,9 +58,9 @@ def export(checkpoint: str | Path, out: str | Path, format: str, force: bool = F
     only with ``force``, and a folder that is not an export never. Nothing is left half-written."""
     if format not in FORMATS:
         raise ExportError(f"--format {format!r}: expected one of {', '.join(FORMATS)}.")
-    checkpoint, out = Path(checkpoint), Path(out)
+    checkpoint, out = checkpoint_of(checkpoint), Path(out)  # a run folder: its best checkpoint
+    predictor = load(checkpoint)  # a bad checkpoint is the first thing to say, before anything about --out
     check_destination(out, checkpoint.resolve(), force)
-    predictor = load(checkpoint)
     nets = {"outputs": predictor.net, **({"codes": predictor.encoder} if predictor.encoder is not None else {})}
     if format == "numpy":  # refused before anything is written
         layers = {name: numpy_layers(net, checkpoint) for name, net in nets.items()}

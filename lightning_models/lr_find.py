@@ -3,7 +3,7 @@
     from lightning_models.lr_find import find_learning_rate
     found = find_learning_rate("configs/iris_mlp_classifier.yaml")
     found.suggestion, found.config_lr, found.folder  # lr_find.png and lr_find.json are in found.folder
-    found.doubts  # why the suggestion may mislead: on the curve's start-up climb, or the loss still falling at max_lr
+    found.doubts  # why the suggestion may mislead: on the start-up climb, a descent barely begun, a loss still falling at max_lr
 
 The finder trains from ``min_lr`` to ``max_lr`` over ``num_training`` optimizer steps and suggests the lr where the
 smoothed loss falls fastest (``suggestion()``). The configs inject the optimizer as a callable (LightningCLI's
@@ -80,19 +80,25 @@ def find_learning_rate(*args: str | Path, min_lr: float = 1e-6, max_lr: float = 
 
 def doubts_about(lrs: list[float], losses: list[float], suggestion: float | None) -> list[str]:
     """Why the suggestion may mislead, one sentence each. The smoothed loss starts low and climbs while Lightning's
-    running average warms up: a steepest descent before the highest point ahead of the lowest one is a wiggle of that start-up part,
-    not the lr taking effect. A lowest loss among the last 5% of points means the loss still falls at ``max_lr``:
-    the range found no upper limit, and the steepest point of a curve cut short says little."""
+    running average warms up, to a top within the first third of the range: a steepest descent up to that top is a
+    wiggle of the start-up part, not the lr taking effect, and so is one where the loss has fallen less than a quarter
+    of the way from that top to the lowest point after it. A lowest point among the last 5% of points means the loss
+    still falls at ``max_lr``: the range found no upper limit, and the steepest point of a curve cut short says little."""
     points = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
     if suggestion is None or len(points) < 3:
         return []
     values = [loss for _, loss in points]
-    lowest = values.index(min(values))
-    peak = values.index(max(values[: lowest + 1]))  # the start-up climb's top: the divergence after the lowest point is not it
+    top = max(range(max(3, len(values) // 3)), key=values.__getitem__)  # the start-up climb's top
+    lowest = min(range(top, len(values)), key=values.__getitem__)
+    at = min(range(len(points)), key=lambda index: abs(math.log(points[index][0] / suggestion)))
     found = []
-    if suggestion <= points[peak][0]:
+    if suggestion <= points[top][0]:
         found.append(f"the suggestion {suggestion:.3g} lies on the curve's start-up climb (the smoothed loss peaks later, at lr "
-                     f"{points[peak][0]:.3g}): the running average is still warming up there")
+                     f"{points[top][0]:.3g}): the running average is still warming up there")
+    elif values[at] > values[lowest] + 0.75 * (values[top] - values[lowest]):
+        found.append(f"the suggestion {suggestion:.3g} lies where the loss has fallen less than a quarter of the way from the "
+                     f"start-up top to its lowest point (at lr {points[lowest][0]:.3g}): the descent has barely begun; an lr a "
+                     "few times below the lowest point's is the usual choice")
     if lowest >= len(points) - max(2, len(points) // 20):
         found.append(f"the loss still falls at the top of the range (lowest at lr {points[lowest][0]:.3g}, the last tried "
                      f"{points[-1][0]:.3g}): raise --max_lr")

@@ -116,8 +116,8 @@ def table_batches(inputs: Any, spec: dict[str, Any], batch_size: int) -> Iterato
 def csv_batches(path: Path, spec: dict[str, Any], batch_size: int) -> Iterator[tuple[list[Any], torch.Tensor]]:
     """A CSV file with a header row, read a batch at a time (delimiter sniffed as for training)."""
     if not path.is_file():
-        raise PredictionInputError(f"{path}: no such file; expected a CSV file with a header row, a .npy array, "
-                                   "or rows in Python.")
+        what = "a folder, and this model takes table rows" if path.is_dir() else "no such file"
+        raise PredictionInputError(f"{path}: {what}; expected a CSV file with a header row or a .npy array of the columns.")
     with open(path, newline="", encoding="utf-8-sig") as handle:
         sample = handle.read(4096)
         handle.seek(0)

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lightning_models.checkpoints import CheckpointError, load_module, read_checkpoint
+from lightning_models.checkpoints import CheckpointError, checkpoint_of, load_module, read_checkpoint
 from lightning_models.prediction_inputs import PredictionInputError, image_batches, image_files, table_batches
 
 
@@ -144,8 +144,9 @@ def inputs_of(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
-    """A ``Predictor`` for a checkpoint written by ``scripts/train.py`` (loaded with ``weights_only=True``)."""
-    path = Path(checkpoint)
+    """A ``Predictor`` for a checkpoint written by ``scripts/train.py`` (loaded with ``weights_only=True``), or for a run
+    folder: the checkpoint its ``metrics.json`` reports the test metrics of (the best)."""
+    path = checkpoint_of(checkpoint)
     spec = inputs_of(read_checkpoint(path))
     if spec is None:
         raise CheckpointError(f"{path}: the checkpoint does not record its inputs (written before the template stored them, "

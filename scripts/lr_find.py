@@ -6,9 +6,10 @@
 Prints the suggested lr in one line; the run folder gets ``lr_find.png`` (loss against lr), ``lr_find.json`` (the
 curve) and the TensorBoard image ``lr_find/loss_vs_lr``. ``--write PATH``: a copy of the last config file that sets the
 optimizer's lr (a preset stacked after it does not), with only that lr (and a one-cycle ``max_lr``) set to the
-suggestion; it refuses (one line, exit status 2) when the suggestion is in doubt (on the curve's start-up climb, or
-the loss still falling at ``--max_lr``: printed as warnings) unless ``--force``. Other options go to the config, as for
-``scripts/train.py fit``. Input the finder cannot work with: one line and exit status 2.
+suggestion; it refuses (one line, exit status 2) when the suggestion is in doubt (on the curve's start-up climb, where
+the descent has barely begun, or the loss still falling at ``--max_lr``: printed as warnings) unless ``--force``.
+Other options go to the config, as for ``scripts/train.py fit``. Input the finder cannot work with: one line and
+exit status 2.
 """
 
 from __future__ import annotations

@@ -104,14 +104,17 @@ def test_doubts_name_a_start_up_suggestion_and_a_loss_still_falling_at_max_lr():
 
     climb_then_fall = [0.5 + 0.05 * i for i in range(10)] + [1.0 - 0.04 * i for i in range(20)]  # lowest at the end
     lrs, losses = curve(climb_then_fall)
-    on_climb, on_fall = lrs[4], lrs[15]
+    on_climb, on_fall = lrs[4], lrs[20]
     assert [d.split(" (")[0] for d in doubts_about(lrs, losses, on_climb)] == [
         f"the suggestion {on_climb:.3g} lies on the curve's start-up climb", "the loss still falls at the top of the range"]
     assert [d.split(" (")[0] for d in doubts_about(lrs, losses, on_fall)] == ["the loss still falls at the top of the range"]
     u_shape = climb_then_fall[:25] + [0.2, 0.3, 0.6, 1.2, float("nan")]  # bottoms out, then diverges: a range that found its top
     lrs, losses = curve(u_shape)
-    assert doubts_about(lrs, losses, lrs[15]) == []
+    assert doubts_about(lrs, losses, lrs[20]) == []  # halfway down from the climb's top (0.95) to the lowest (0.2)
     assert doubts_about(lrs, losses, lrs[9]) != []  # the climb's top, the divergence after the lowest point does not count
+    barely = doubts_about(lrs, losses, lrs[11])  # 0.92: 4% of the way down, the steepest point of a settling average
+    assert [d.split(" (")[0] for d in barely] == [f"the suggestion {lrs[11]:.3g} lies where the loss has fallen less than "
+                                                  "a quarter of the way from the start-up top to its lowest point"]
 
 
 def test_write_refuses_a_doubtful_suggestion_without_force(tmp_path: Path) -> None:
@@ -125,4 +128,4 @@ def test_write_refuses_a_doubtful_suggestion_without_force(tmp_path: Path) -> No
     curve_file = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0" / "lr_find.json").read_text())
     losses = [loss for loss in curve_file["loss"] if loss is not None]
     assert losses.index(min(losses)) >= len(losses) - 5  # what the doubt says, read off the saved curve
-    assert curve_file["doubts"] and "raise --max_lr" in curve_file["doubts"][0]
+    assert any("raise --max_lr" in doubt for doubt in curve_file["doubts"])

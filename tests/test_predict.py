@@ -188,6 +188,19 @@ def iris_run(tmp_path_factory):
         os.chdir(here)
 
 
+def test_a_run_folder_predicts_with_the_checkpoint_its_test_metrics_came_from(tmp_path, iris_run):
+    from_folder = load(iris_run.folder)
+    assert from_folder.checkpoint == Path(iris_run.checkpoints["best"])
+    moved = shutil.copytree(iris_run.folder, tmp_path / "moved")  # metrics.json's absolute paths point elsewhere now
+    Path(iris_run.checkpoints["best"]).rename(Path(iris_run.checkpoints["best"]).with_suffix(".away"))
+    try:
+        assert load(moved).checkpoint == moved / "checkpoints" / Path(iris_run.checkpoints["best"]).name
+    finally:
+        Path(iris_run.checkpoints["best"]).with_suffix(".away").rename(iris_run.checkpoints["best"])
+    with pytest.raises(CheckpointError, match="a folder, not a checkpoint file"):
+        load(tmp_path)
+
+
 def test_a_checkpoint_without_its_inputs_says_how_to_predict_anyway(tmp_path, iris_run):
     checkpoint = Path(iris_run.checkpoints["best"])
     old = torch.load(checkpoint, weights_only=True)
