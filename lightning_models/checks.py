@@ -1,4 +1,7 @@
-"""Validation helpers shared by modules and datamodules: errors that name the bad value and the fix."""
+"""Validation helpers shared by modules and datamodules: errors that name the bad value and the fix.
+
+They run in ``__init__``, not as jsonargparse annotations (``PositiveInt``...): those check only what the CLI parses,
+and the classes are also built from Python (the notebook, the tests, a user's script)."""
 
 from __future__ import annotations
 

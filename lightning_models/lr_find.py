@@ -132,7 +132,8 @@ def save_curve(parts: Parts, finder: Any, found: LearningRateSearch) -> None:
 
 def write_config(source: str | Path, target: str | Path, lr: float) -> list[str]:
     """Copy the YAML ``source`` to ``target`` with its optimizer's ``lr`` (and a scheduler's ``max_lr``) set to ``lr``;
-    every other byte, comments included, stays. Returns the keys changed."""
+    every other byte, comments included, stays. Returns the keys changed. (PyYAML's node offsets, not ruamel.yaml's
+    round trip: that re-emits the whole document, and its quoting, spacing and flow styles would show in a diff.)"""
     text = Path(source).read_text()
     root = yaml.compose(text)
     edits = [(node, ".".join(path)) for path in LR_KEYS if (node := scalar_at(root, path)) is not None]

@@ -63,6 +63,9 @@ def on_stop(signum: int, frame: Any) -> None:
 class OptunaPruning(pl.Callback):
     """Reports the objective to the trial after every validation; stops the run when the pruner says so (HParams shows it)."""
 
+    # Not optuna_integration's PyTorchLightningPruningCallback: it imports lightning.pytorch, whose callbacks a
+    # pytorch_lightning Trainer refuses (the two packages do not mix).
+
     def __init__(self, trial: optuna.Trial, metric: str, values: dict[str, Any]) -> None:
         self.trial, self.metric, self.values = trial, metric, values
 
