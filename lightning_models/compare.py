@@ -16,7 +16,6 @@ then per metric each side's mean ± sample std (n) and the difference with a 95%
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import math
@@ -30,6 +29,9 @@ import yaml
 from scipy import stats
 
 from lightning_models.checks import ConfigError
+from lightning_models.run import build, run
+from lightning_models.run_folders import LOG_ROOT, named_run_options
+from lightning_models.seeds import seed_options
 
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 HIGHER_IS_BETTER = ("acc", "f1", "r2", "auroc", "precision", "recall")
@@ -105,14 +107,9 @@ class Comparison:
         return markdown(self)
 
     def csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["metric", "better", "side_a", "side_b", "mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
-                         "difference_b_minus_a", "low_95", "high_95", "p_value", "test", "verdict"])
-        for r in self.rows:
-            writer.writerow([r.metric, r.direction, r.baseline, r.label, r.means[0], r.stds[0], r.counts[0], r.means[1],
-                             r.stds[1], r.counts[1], r.difference, r.low, r.high, r.p_value, r.test, r.verdict])
-        return out.getvalue()
+        from lightning_models.compare_report import csv_text
+
+        return csv_text(self)
 
     def write(self, folder: str | Path) -> list[Path]:
         """compare.md, compare.csv, compare.png (and curves.png when the runs logged validation curves) into ``folder``."""
@@ -249,10 +246,6 @@ def differing_keys(sides: list[Side]) -> dict[str, list[str]]:
 def run_side(label: str, spec: list[str], seeds: list[int], options: list[str], name: str, vary_split: bool) -> Side:
     """Run ``spec`` (a config and its options) once per seed into ``lightning_logs/<experiment>/<name>/<label>/seed_<n>``;
     a seed whose ``metrics.json`` is there already is read, not run again (same settings only)."""
-    from lightning_models.run import run
-    from lightning_models.run_folders import LOG_ROOT, named_run_options
-    from lightning_models.seeds import seed_options
-
     config = Path(spec[0])
     if not config.is_file():
         raise CompareError(f"side {label}: {config}: no such config file")
@@ -298,8 +291,6 @@ def compare(*sides: str | Path | list[str], seeds: list[int] | None = None, opti
 
 def check_config_side(label: str, spec: list[str], options: list[str]) -> None:
     """Build the side's parts once, nothing trained or written: a bad option or value is one line naming the side."""
-    from lightning_models.run import build
-
     if not Path(spec[0]).is_file():
         raise CompareError(f"side {label}: {spec[0]}: no such config file")
     try:

@@ -1,19 +1,22 @@
 """The report of a comparison: its markdown table, each metric per side with its interval (a PNG), and the
-validation curves overlaid (a PNG)."""
+validation curves overlaid (a PNG). It reads a ``compare.Comparison`` and its sides by their fields and imports
+nothing of ``compare``, which calls it: the layers point one way."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from matplotlib.figure import Figure
 from scipy import stats
 
-if TYPE_CHECKING:  # compare imports this module when it writes: no import back at run time
-    from lightning_models.compare import Comparison, Side
+Comparison = Any  # lightning_models.compare.Comparison
+Side = Any  # lightning_models.compare.Side
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
@@ -44,6 +47,18 @@ def markdown(comparison: Comparison) -> str:
                      f"{number(r.difference, True)} | [{number(r.low, True)}, {number(r.high, True)}] | {number(r.p_value)} | "
                      f"{r.test} | {r.verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def csv_text(comparison: Comparison) -> str:
+    """compare.csv: one row per metric and side against the first side."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["metric", "better", "side_a", "side_b", "mean_a", "std_a", "n_a", "mean_b", "std_b", "n_b",
+                     "difference_b_minus_a", "low_95", "high_95", "p_value", "test", "verdict"])
+    for r in comparison.rows:
+        writer.writerow([r.metric, r.direction, r.baseline, r.label, r.means[0], r.stds[0], r.counts[0], r.means[1],
+                         r.stds[1], r.counts[1], r.difference, r.low, r.high, r.p_value, r.test, r.verdict])
+    return out.getvalue()
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float]:

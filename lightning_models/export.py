@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_models import numpy_forward
+import lightning_models.numpy_forward as numpy_forward
 from lightning_models.autoencoder import AutoencoderModule
 from lightning_models.checkpoints import checkpoint_of
 from lightning_models.checks import ConfigError

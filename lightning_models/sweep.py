@@ -32,9 +32,9 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from lightning_models import build, run
 from lightning_models.crossval import fold_options, why_it_cannot_fold
 from lightning_models.hparams import readable_key
+from lightning_models.run import build, run
 from lightning_models.run_folders import LOG_ROOT, named_run_options
 from lightning_models.seeds import parse_seeds, seed_options
 
