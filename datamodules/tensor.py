@@ -61,7 +61,7 @@ def trainer_state(datamodule: pl.LightningDataModule, shuffle: bool) -> tuple[Ca
 def order_seed(datamodule: pl.LightningDataModule) -> int:
     """The seed of batch order, augmentation and fresh samples: the datamodule's ``seed`` (which alone sets the
     split) plus the run's seed, so that each seed of a run draws its own batches on the same split
-    (lightning_models/seeds.py). The run's seed is Lightning's ``PL_GLOBAL_SEED``, which ``seed_everything`` sets;
+    (lightning_models/workflows/seeds.py). The run's seed is Lightning's ``PL_GLOBAL_SEED``, which ``seed_everything`` sets;
     0 without a trainer."""
     attached = datamodule.trainer is not None
     return datamodule.seed + (int(os.environ.get("PL_GLOBAL_SEED", 0)) if attached else 0)

@@ -40,10 +40,10 @@ from torch.nn import functional as F
 
 from datamodules.fashion_mnist import ImageBatches
 from lightning_models import build, run
-from lightning_models.experiments import parse_seeds
 from lightning_models.machine import cpu_has_native_bf16
-from lightning_models.run import Parts
-from lightning_models.seeds import seed_options
+from lightning_models.training.experiments import parse_seeds
+from lightning_models.training.run import Parts
+from lightning_models.workflows.seeds import seed_options
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@
 
 Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json`` (docs/reproducing.md): each recipe's mean ± sample std (n)
 over seeds, a verdict on the source text's figure, wall times, the commit and the CPU. Seed ``n`` is
-``lightning_models.seeds.seed_options(n)``: initialisation, dropout, batch order and augmentation; the data split stays
+``lightning_models.workflows.seeds.seed_options(n)``: initialisation, dropout, batch order and augmentation; the data split stays
 (``--vary-split``: a split per seed). Every run is ``lightning_models.run`` in this process. ``<out>`` is ``reports/``
 for a full run of the project's registry, ``lightning_logs/reproduce/`` otherwise (``--only``, another registry). An
 existing report in ``<out>`` is never replaced by one of another kind (quick, accelerator, device, registry, seeds,
@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.tables import RECIPES, check_tables, shown_path, table
-from lightning_models.experiments import REGISTRY, Experiment, load_registry, parse_seeds
-from lightning_models.run import RunResult
-from lightning_models.seeds import seed_options
+from lightning_models.training.experiments import REGISTRY, Experiment, load_registry, parse_seeds
+from lightning_models.training.run import RunResult
+from lightning_models.workflows.seeds import seed_options
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,7 +141,7 @@ def machine() -> dict:
     import torch
 
     from lightning_models.machine import cpu_info
-    from lightning_models.run import library_versions
+    from lightning_models.training.run import library_versions
 
     model, flags = cpu_info()
     extensions = [flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_models.experiments import Experiment
+from lightning_models.training.experiments import Experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("source", "default")

@@ -207,7 +207,7 @@ class TaskModule(pl.LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lets scripts load a checkpoint without being told its class (lightning_models.checkpoints).
+        # Lets scripts load a checkpoint without being told its class (lightning_models.training.checkpoints).
         checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
         # The global RNG (dropout, weight init of later layers): a resumed run draws what an
         # uninterrupted one would. Batch order and augmentation are a function of (seed, epoch).

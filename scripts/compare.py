@@ -18,8 +18,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from lightning_models.compare import CompareError, compare
-from lightning_models.seeds import parse_seeds
+from lightning_models.workflows.compare import CompareError, compare
+from lightning_models.workflows.seeds import parse_seeds
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import torch
 
 from lightning_models import build
 from lightning_models.callbacks.predictions import header, input_columns, rows, scores, with_inputs
-from lightning_models.checkpoints import CheckpointError, load_module
+from lightning_models.training.checkpoints import CheckpointError, load_module
 
 
 def main() -> None:

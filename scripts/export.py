@@ -4,7 +4,7 @@
 
 DIR (default: export/) receives model.onnx or model.pt2 (outputs, and an autoencoder's codes, as one graph), or
 model.npz (+ encoder.npz for the codes) and numpy_forward.py, and model.json: the input columns or image shape,
-class names, output columns and file names. ``lightning_models.export.load_export(DIR).predict(inputs)`` runs it on
+class names, output columns and file names. ``lightning_models.inference.export.load_export(DIR).predict(inputs)`` runs it on
 the inputs ``lightning_models.load(CHECKPOINT).predict`` takes. numpy takes only MLP and AutoEncoder nets on tables; other
 nets are refused with the formats that can take them.
 """
@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from lightning_models.checks import ConfigError
-from lightning_models.export import FORMATS, export
+from lightning_models.inference.export import FORMATS, export
 
 
 def main(argv: Sequence[str] | None = None) -> None:

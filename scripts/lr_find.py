@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from lightning_models.checks import ConfigError
-from lightning_models.errors import config_error_in, pairs_of
-from lightning_models.lr_find import find_learning_rate, sets_lr, write_config
+from lightning_models.training.errors import config_error_in, pairs_of
+from lightning_models.workflows.lr_find import find_learning_rate, sets_lr, write_config
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@
     python scripts/serve.py --help
 """
 
-from lightning_models.serve import main
+from lightning_models.inference.serve import main
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@
     python scripts/train.py fit --help
 """
 
-from lightning_models.train_cli import main
+from lightning_models.training.train_cli import main
 
 if __name__ == "__main__":
     main()

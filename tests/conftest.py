@@ -41,7 +41,7 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
         command = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
         return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    from lightning_models.train_cli import main
+    from lightning_models.training.train_cli import main
 
     out, err, here, code = io.StringIO(), io.StringIO(), os.getcwd(), 0
     handler = logging.StreamHandler(err)  # Lightning's console lines, which a process would print to stderr

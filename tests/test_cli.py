@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 
 from datamodules import IrisDataModule
 from lightning_models import ClassificationModule
-from lightning_models.checkpoints import load_module
+from lightning_models.training.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, run_train
 from tests.helpers import event_tags, run_script
 
@@ -210,7 +210,7 @@ def test_user_net_injected_from_the_command_line_trains_and_reloads(tmp_path):
 )
 def test_bad_input_is_rejected_before_training(tmp_path, monkeypatch, capsys, override, expected):
     """In this process (``scripts/train.py`` is ``train_cli.main``); the YAML test below checks a real process's stderr."""
-    from lightning_models.train_cli import main
+    from lightning_models.training.train_cli import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from lightning_models.compare import compare, direction
+from lightning_models.workflows.compare import compare, direction
 from tests.conftest import ROOT
 from tests.helpers import IRIS, LR, run_script
 
@@ -133,7 +133,7 @@ def test_metrics_of_different_things_get_no_verdict(tmp_path):
     rows = {row.metric: row for row in compare(a, b).rows}
     assert rows["test/loss"].verdict == "not comparable: model.init_args.loss differs"
     assert rows["test/acc"].verdict == "better"  # accuracy means the same under either loss
-    from lightning_models.compare import not_comparable
+    from lightning_models.workflows.compare import not_comparable
 
     assert not_comparable("val/acc", {"data.init_args.val_fraction": ["0.2", "0.0"]}) == (
         "not comparable: data.init_args.val_fraction differs")

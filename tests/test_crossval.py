@@ -1,4 +1,4 @@
-"""scripts/crossval.py and lightning_models.crossval: the summary against the folds' own metrics.json files, the
+"""scripts/crossval.py and lightning_models.workflows.crossval: the summary against the folds' own metrics.json files, the
 folds themselves, a killed cross-validation resumed, and configs whose datamodule cannot fold."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ TINY = ["--trainer.max_epochs=2", "--model.init_args.updates_per_step=5"]
 @pytest.fixture(scope="module")
 def three_folds(tmp_path_factory):
     """One 3-fold cross-validation of iris, tiny runs, shared by the tests that only read it."""
-    from lightning_models.crossval import crossval
+    from lightning_models.workflows.crossval import crossval
 
     folder, here = tmp_path_factory.mktemp("crossval"), os.getcwd()
     os.chdir(folder)
@@ -58,7 +58,7 @@ def test_baselines_are_fitted_on_each_folds_training_rows(three_folds):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from lightning_models.crossval import fold_datamodule
+    from lightning_models.workflows.crossval import fold_datamodule
 
     baselines = three_folds.summary["baselines"]
     assert set(baselines) == {"LogisticRegression", "MLPClassifier"}
@@ -77,7 +77,7 @@ def test_baselines_are_fitted_on_each_folds_training_rows(three_folds):
 
 def test_folds_validate_on_disjoint_rows_that_cover_the_non_test_rows():
     from lightning_models import build
-    from lightning_models.crossval import fold_datamodule
+    from lightning_models.workflows.crossval import fold_datamodule
 
     plain = build(IRIS).datamodule.row_indices()
     non_test = np.union1d(plain["train"], plain["val"])
@@ -91,7 +91,7 @@ def test_folds_validate_on_disjoint_rows_that_cover_the_non_test_rows():
 
 
 def test_same_command_again_refuses_other_settings_in_the_same_folder(three_folds, monkeypatch):
-    from lightning_models.crossval import CrossValidationError, crossval
+    from lightning_models.workflows.crossval import CrossValidationError, crossval
 
     monkeypatch.chdir(three_folds.folder.parents[2])
     with pytest.raises(CrossValidationError, match=r"holds a cross-validation with other settings \(folds 3 there, 2 now\)"):
@@ -100,7 +100,7 @@ def test_same_command_again_refuses_other_settings_in_the_same_folder(three_fold
 
 @pytest.mark.slow
 def test_killed_crossvalidation_rerun_skips_the_finished_folds(tmp_path, capsys, monkeypatch):
-    from lightning_models.crossval import main
+    from lightning_models.workflows.crossval import main
 
     kill = {"class_path": "tests.helpers.KillAtBatch",
             "init_args": {"epoch": 1, "once": str(tmp_path / "killed-once"), "log_dir_contains": "fold_2"}}
@@ -136,7 +136,7 @@ def test_killed_crossvalidation_rerun_skips_the_finished_folds(tmp_path, capsys,
     ("iris_mlp_classifier", ["--seeds", "0,x"], "--seeds '0,x': 'x' is not a seed or a range"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, config, options, message):
-    from lightning_models.crossval import main
+    from lightning_models.workflows.crossval import main
 
     monkeypatch.chdir(tmp_path)
     status = main(["--config", str(CONFIGS / f"{config}.yaml"), *options])
@@ -154,7 +154,7 @@ def test_a_datamodule_without_a_fold_argument_says_so():
     import pytorch_lightning as pl
 
     from datamodules import IrisDataModule
-    from lightning_models.crossval import why_it_cannot_fold
+    from lightning_models.workflows.crossval import why_it_cannot_fold
 
     assert why_it_cannot_fold(pl.LightningDataModule()) == "LightningDataModule has no fold argument"
     assert why_it_cannot_fold(IrisDataModule()) is None

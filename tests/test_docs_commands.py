@@ -15,7 +15,7 @@ and `` | `` split a line into commands. Placeholders become files this test writ
 The one skip rule: a command with an elided positional argument (a bare ``...`` not after an option, as in
 ``python scripts/train.py ...``) is prose, not a command, and is left out.
 
-Per kind: ``scripts/train.py STAGE ...`` (and torchrun's) runs ``lightning_models.train_cli.main`` with ``--print_config``
+Per kind: ``scripts/train.py STAGE ...`` (and torchrun's) runs ``lightning_models.training.train_cli.main`` with ``--print_config``
 appended, which parses and validates every option and config file and exits 0, building nothing. Other scripts run
 in-process (``runpy``) with ``argparse.ArgumentParser.parse_args``/``parse_known_args`` patched to parse for real and
 then stop the script (an exception carrying the namespace), so a misspelt option fails with argparse's exit status 2
@@ -219,7 +219,7 @@ PRINT_CONFIG_CACHE: dict[tuple[str, ...], str] = {}
 
 def check_train(stage_and_args: list[str]) -> str:
     """``scripts/train.py STAGE ARGS --print_config``: every option and config file parsed, nothing built."""
-    from lightning_models.train_cli import main
+    from lightning_models.training.train_cli import main
 
     key = tuple(stage_and_args)
     if key not in PRINT_CONFIG_CACHE:
@@ -237,7 +237,7 @@ def check_train(stage_and_args: list[str]) -> str:
 
 def check_config_options(stage: str, words: list[str]) -> None:
     """Options a script hands on to the experiment's config, as ``scripts/train.py STAGE`` would read them."""
-    from lightning_models.run import arguments
+    from lightning_models.training.run import arguments
 
     check_train([stage, *arguments(words)])
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from lightning_models import build
-from lightning_models.experiments import EXPERIMENTS, Experiment, load_registry
-from lightning_models.hparams import import_class
+from lightning_models.training.experiments import EXPERIMENTS, Experiment, load_registry
+from lightning_models.training.hparams import import_class
 from tests.conftest import CONFIGS, ROOT
 
 CHECKED = [e for e in EXPERIMENTS if e.check]

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_models import ClassificationModule, RegressionModule, load, numpy_forward, run
-from lightning_models import export as export_module
-from lightning_models.export import ExportError, load_export, numpy_layers
+from lightning_models import ClassificationModule, RegressionModule, load, run
+from lightning_models.inference import export as export_module
+from lightning_models.inference import numpy_forward
+from lightning_models.inference.export import ExportError, load_export, numpy_layers
+from lightning_models.inference.predictor import PredictionNet
 from lightning_models.nets import MLP
-from lightning_models.predictor import PredictionNet
 from tests.conftest import CONFIGS, ROOT
 from tests.helpers import run_script, write_idx
 

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lightning_models.hparams import readable_hparams, readable_key
+from lightning_models.training.hparams import readable_hparams, readable_key
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 from tests.helpers import run_script
 

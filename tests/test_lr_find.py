@@ -58,7 +58,7 @@ def test_lr_find_saves_the_curve_and_suggests_its_steepest_descent(tmp_path: Pat
 
 def test_lr_find_writes_a_one_cycle_peak_with_the_lr(tmp_path: Path) -> None:
     """Under OneCycleLR the optimizer's lr is replaced by the schedule's: --write sets max_lr to the suggestion too."""
-    from lightning_models.lr_find import write_config
+    from lightning_models.workflows.lr_find import write_config
 
     assert write_config(CONFIGS / "fashion_cnn.yaml", tmp_path / "fashion.yaml", 0.00123) == [
         "model.init_args.optimizer.init_args.lr", "model.init_args.scheduler.init_args.max_lr"]
@@ -100,7 +100,7 @@ def curve(losses: list[float]) -> tuple[list[float], list[float]]:
 
 
 def test_doubts_name_a_start_up_suggestion_and_a_loss_still_falling_at_max_lr():
-    from lightning_models.lr_find import doubts_about
+    from lightning_models.workflows.lr_find import doubts_about
 
     climb_then_fall = [0.5 + 0.05 * i for i in range(10)] + [1.0 - 0.04 * i for i in range(20)]  # lowest at the end
     lrs, losses = curve(climb_then_fall)

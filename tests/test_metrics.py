@@ -76,7 +76,7 @@ def test_autoencoder_reconstruction_error_equals_numpy_on_the_reloaded_best_mode
     """The third task kind: test/recon_mse and test/loss in metrics.json equal the mean squared
     reconstruction error computed with numpy from the reloaded best checkpoint on the test rows."""
     from lightning_models import build
-    from lightning_models.checkpoints import load_module
+    from lightning_models.training.checkpoints import load_module
 
     config = CONFIGS / "iris_autoencoder.yaml"
     done = run_train(["fit", "--config", str(config), "--trainer.max_epochs=10", *QUIET], tmp_path)

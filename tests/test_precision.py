@@ -13,7 +13,7 @@ import yaml
 from lightning_models import build, machine, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.nets import FashionCNN
-from lightning_models.trainer import Trainer
+from lightning_models.training.trainer import Trainer
 from tests.conftest import CONFIGS, ROOT, build_from_config
 from tests.helpers import write_idx
 
@@ -168,7 +168,7 @@ def test_image_folder_metrics_equal_an_evaluation_under_the_precision_the_run_re
     """configs/examples/image_folder.yaml says ``precision: auto``: whatever it resolves to is what config.yaml and
     metrics.json record, and the run's test metrics are the best checkpoint's evaluated under that precision."""
     from datamodules import ImageFolderDataModule
-    from lightning_models.checkpoints import load_module
+    from lightning_models.training.checkpoints import load_module
     from tests.helpers import write_folder
 
     monkeypatch.chdir(tmp_path)

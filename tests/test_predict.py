@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from lightning_models import build, load, run
-from lightning_models.checkpoints import CheckpointError, load_module
-from lightning_models.prediction_inputs import PredictionInputError
+from lightning_models.inference.prediction_inputs import PredictionInputError
+from lightning_models.training.checkpoints import CheckpointError, load_module
 from tests.conftest import CONFIGS, ROOT
 from tests.helpers import write_csv, write_folder, write_idx
 
@@ -218,7 +218,7 @@ def predict_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     import io
     import os
 
-    from lightning_models.predict_cli import main
+    from lightning_models.inference.predict_cli import main
 
     out, err, here, code = io.StringIO(), io.StringIO(), Path.cwd(), 0
     os.chdir(cwd)
@@ -277,7 +277,7 @@ def test_predictions_csv_of_train_predict_shows_the_inputs(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     from sklearn.datasets import load_iris
 
-    from lightning_models.run import evaluate
+    from lightning_models.training.run import evaluate
 
     result = iris_run
     evaluate("predict", CONFIGS / "iris_mlp_classifier.yaml", f"--ckpt_path={result.checkpoints['best']}",

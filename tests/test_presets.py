@@ -15,8 +15,8 @@ import yaml
 
 from lightning_models import run
 from lightning_models.base import NonFiniteLossError
-from lightning_models.errors import ParserOnly
-from lightning_models.experiments import load_registry
+from lightning_models.training.errors import ParserOnly
+from lightning_models.training.experiments import load_registry
 from tests.conftest import CONFIGS
 from tests.helpers import write_idx
 

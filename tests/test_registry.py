@@ -1,4 +1,4 @@
-"""The experiment registry's contract (lightning_models/experiments.py): what an entry needs, what it may
+"""The experiment registry's contract (lightning_models/training/experiments.py): what an entry needs, what it may
 leave out, where its paths point, and the one-line errors for entries that cannot work."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lightning_models.checks import ConfigError
-from lightning_models.experiments import EXPERIMENTS, load_registry, parse_seeds
+from lightning_models.training.experiments import EXPERIMENTS, load_registry, parse_seeds
 from tests.conftest import CONFIGS
 
 

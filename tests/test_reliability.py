@@ -14,8 +14,8 @@ import torch
 
 from datamodules import CSVDataModule, ImageFolderDataModule, IrisDataModule
 from lightning_models.base import NonFiniteLossError
-from lightning_models.checkpoints import CheckpointError, load_module
-from lightning_models.run_folders import newest_last_checkpoint
+from lightning_models.training.checkpoints import CheckpointError, load_module
+from lightning_models.training.run_folders import newest_last_checkpoint
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from lab.tables import check_tables
-from lightning_models.experiments import EXPERIMENTS, parse_seeds
-from lightning_models.run import RunResult
+from lightning_models.training.experiments import EXPERIMENTS, parse_seeds
+from lightning_models.training.run import RunResult
 from tests.conftest import ROOT
 
 REPRODUCE = ROOT / "lab" / "reproduce.py"
@@ -252,7 +252,7 @@ def test_only_writes_elsewhere_by_default():
     import argparse
 
     from lab.reproduce import output_folder
-    from lightning_models.experiments import REGISTRY
+    from lightning_models.training.experiments import REGISTRY
 
     def folder(only: str | None, registry: str = str(REGISTRY), out: str | None = None) -> Path:
         return output_folder(argparse.Namespace(only=only, registry=registry, out=out))

@@ -52,7 +52,7 @@ def test_print_config_shows_every_default_a_run_gets(tmp_path):
     config = yaml.safe_load(done.stdout)
     assert config["trainer"]["logger"]["class_path"] == "pytorch_lightning.loggers.TensorBoardLogger"
     assert config["checkpoint"]["monitor"] == "val/loss" and config["checkpoint"]["filename"] == "best-epoch{epoch}-step{step}"
-    assert config["last_checkpoint"]["class_path"] == "lightning_models.checkpoints.LastCheckpoint"
+    assert config["last_checkpoint"]["class_path"] == "lightning_models.training.checkpoints.LastCheckpoint"
     assert config["progress_bar"]["class_path"] == "pytorch_lightning.callbacks.RichProgressBar"
     assert not (tmp_path / "lightning_logs").exists()
 
@@ -138,7 +138,7 @@ def test_a_datamodule_without_sizes_is_named_in_the_error(in_tmp):
         try:
             build(CONFIGS / "iris_mlp_classifier.yaml", "--data=tests.test_run.SizesInSetup")
         except ValueError as error:  # jsonargparse wraps what the link raised
-            from lightning_models.errors import config_error_in
+            from lightning_models.training.errors import config_error_in
 
             raise config_error_in(error) or error from None
 

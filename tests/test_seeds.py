@@ -15,7 +15,7 @@ import yaml
 
 from datamodules import IrisDataModule
 from datamodules.tensor import order_seed
-from lightning_models.seeds import datamodule_seed, seed_options
+from lightning_models.workflows.seeds import datamodule_seed, seed_options
 from tests.conftest import CONFIGS, ROOT
 from tests.helpers import IRIS, LR, run_script, write_space
 

@@ -53,7 +53,7 @@ def journal_study(folder: Path) -> optuna.Study:
     ({**SPACE, "objective": {"metric": "test/r2"}}, ["--test-objective"], "objective metric 'test/r2' is never logged"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys, space, options, message):
-    from lightning_models.sweep import main
+    from lightning_models.workflows.sweep import main
 
     monkeypatch.chdir(tmp_path)
     status = main(["--config", IRIS, "--space", write_space(tmp_path, space), "--trials", "2", *options])
@@ -149,7 +149,7 @@ def test_seeds_train_each_trial_once_per_seed_and_the_summary_adds_up(tmp_path):
 
 
 def test_folds_on_a_datamodule_that_cannot_fold_is_one_line(tmp_path, monkeypatch, capsys):
-    from lightning_models.sweep import main
+    from lightning_models.workflows.sweep import main
 
     monkeypatch.chdir(tmp_path)
     space = {"parameters": {LR: {"type": "float", "low": 0.001, "high": 0.1}}}
@@ -195,7 +195,7 @@ def test_folds_optimise_the_cross_validated_mean(tmp_path):
 @pytest.mark.parametrize("space", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda path: path.stem)
 def test_shipped_spaces_fit_their_configs(in_tmp, space):
     from lightning_models import build
-    from lightning_models.sweep import check_space
+    from lightning_models.workflows.sweep import check_space
 
     checked = check_space(space, set(build(CONFIGS / f"{space.stem}.yaml").config.keys()))
     assert len(checked["parameters"]) >= 3

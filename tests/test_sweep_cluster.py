@@ -135,7 +135,7 @@ def test_no_password_on_disk_with_workers_and_env_storage(tmp_path, postgres_url
 
 
 def test_a_bad_storage_is_one_line_without_the_password(tmp_path, postgres_url, monkeypatch, capsys):
-    from lightning_models.sweep import main
+    from lightning_models.workflows.sweep import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGPASSWORD")

@@ -10,7 +10,7 @@ import torch
 
 from datamodules import FunctionDataModule, PlaneDataModule
 from datamodules.synthetic import describe_polynomial, polynomial_target, quadrant_features
-from lightning_models.checkpoints import load_module
+from lightning_models.training.checkpoints import load_module
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 from tests.helpers import assert_cross_validation, event_tags, run_script
 

@@ -1,6 +1,6 @@
 """One meaning of "seed" for every command that runs a configuration over seeds (docs/reproducing.md).
 
-    from lightning_models.seeds import seed_options
+    from lightning_models.workflows.seeds import seed_options
     run("configs/iris_mlp_classifier.yaml", *seed_options(3))   # seed 3: init, dropout, batch order, augmentation
 
 Seed ``n`` is ``--seed_everything n``. Lightning's ``seed_everything`` sets the weights' initialisation and dropout,
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_models.experiments import parse_seeds
+from lightning_models.training.experiments import parse_seeds
 
 __all__ = ["parse_seeds", "seed_options", "datamodule_seed"]
 

@@ -1,7 +1,7 @@
 """A trained model as a file other programs run: ONNX, torch.export's ``.pt2``, or numpy weights, with ``model.json``.
 
     python scripts/export.py lightning_logs/iris_mlp_classifier/version_0/checkpoints/last.ckpt --format onnx --out export
-    from lightning_models.export import load_export
+    from lightning_models.inference.export import load_export
     load_export("export").predict([{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5}])
 
 What is exported is ``predictor.PredictionNet``, preprocessing included: raw numbers in (a table's columns in
@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-import lightning_models.numpy_forward as numpy_forward
+import lightning_models.inference.numpy_forward as numpy_forward
 from lightning_models.autoencoder import AutoencoderModule
-from lightning_models.checkpoints import checkpoint_of
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
+from lightning_models.inference.predictor import PredictionNet, Predictions, Predictor, Preprocess, load
 from lightning_models.nets import MLP, AutoEncoder
-from lightning_models.predictor import PredictionNet, Predictions, Predictor, Preprocess, load
 from lightning_models.regression import RegressionModule
+from lightning_models.training.checkpoints import checkpoint_of
 
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "numpy": ".npz"}
 STEMS = {"outputs": "model", "codes": "encoder"}  # the numpy file of each answer (Predictions.outputs, .codes)

@@ -8,7 +8,7 @@
 
 A side is a run folder (holding ``metrics.json`` and ``config.yaml``), a folder of runs (every ``metrics.json``
 under it: a sweep, a cross-validation, ``lightning_logs/<experiment>``), or a config with options, run now once per
-seed (``lightning_models.seeds``). Every side after the first is compared with the first: the config keys that differ,
+seed (``lightning_models.workflows.seeds``). Every side after the first is compared with the first: the config keys that differ,
 then per metric each side's mean ± sample std (n) and the difference with a 95% interval from scipy: paired by
 (seed, fold) when both sides hold the same ones (``ttest_rel``), else Welch's t-test (``ttest_ind(equal_var=False)``).
 """
@@ -29,9 +29,9 @@ import yaml
 from scipy import stats
 
 from lightning_models.checks import ConfigError
-from lightning_models.run import build, run
-from lightning_models.run_folders import LOG_ROOT, named_run_options
-from lightning_models.seeds import seed_options
+from lightning_models.training.run import build, run
+from lightning_models.training.run_folders import LOG_ROOT, named_run_options
+from lightning_models.workflows.seeds import seed_options
 
 LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
 HIGHER_IS_BETTER = ("acc", "f1", "r2", "auroc", "precision", "recall")
@@ -102,18 +102,18 @@ class Comparison:
     rows: list[MetricRow] = field(default_factory=list)
 
     def markdown(self) -> str:
-        from lightning_models.compare_report import markdown
+        from lightning_models.workflows.compare_report import markdown
 
         return markdown(self)
 
     def csv(self) -> str:
-        from lightning_models.compare_report import csv_text
+        from lightning_models.workflows.compare_report import csv_text
 
         return csv_text(self)
 
     def write(self, folder: str | Path) -> list[Path]:
         """compare.md, compare.csv, compare.png (and curves.png when the runs logged validation curves) into ``folder``."""
-        from lightning_models.compare_report import plot_curves, plot_metrics
+        from lightning_models.workflows.compare_report import plot_curves, plot_metrics
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

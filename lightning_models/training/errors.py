@@ -20,9 +20,9 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_models.checks import ConfigError
-from lightning_models.cli import TemplateCLI
-from lightning_models.hparams import import_class
-from lightning_models.trainer import Trainer
+from lightning_models.training.cli import TemplateCLI
+from lightning_models.training.hparams import import_class
+from lightning_models.training.trainer import Trainer
 
 CLASS_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 

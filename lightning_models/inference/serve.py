@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lightning_models.checkpoints import CheckpointError
-from lightning_models.prediction_inputs import PredictionInputError, chunks, to_image_tensor
-from lightning_models.predictor import Predictor, load
+from lightning_models.inference.prediction_inputs import PredictionInputError, chunks, to_image_tensor
+from lightning_models.inference.predictor import Predictor, load
+from lightning_models.training.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -24,13 +24,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lightning_models.checkpoints import LastCheckpoint
 from lightning_models.checks import ConfigError
-from lightning_models.cli import TemplateCLI
-from lightning_models.errors import config_error_in, refused_argument
-from lightning_models.hparams import readable_hparams
 from lightning_models.machine import code_record, machine_record
-from lightning_models.run_folders import run_folder
+from lightning_models.training.checkpoints import LastCheckpoint
+from lightning_models.training.cli import TemplateCLI
+from lightning_models.training.errors import config_error_in, refused_argument
+from lightning_models.training.hparams import readable_hparams
+from lightning_models.training.run_folders import run_folder
 
 
 @dataclass

@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lightning_models.checks import ConfigError
-from lightning_models.prediction_inputs import PredictionInputError
-from lightning_models.predictor import Predictor, load
+from lightning_models.inference.prediction_inputs import PredictionInputError
+from lightning_models.inference.predictor import Predictor, load
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The learning-rate range test: Lightning's ``Tuner.lr_find`` over any experiment config's own optimizer.
 
-    from lightning_models.lr_find import find_learning_rate
+    from lightning_models.workflows.lr_find import find_learning_rate
     found = find_learning_rate("configs/iris_mlp_classifier.yaml")
     found.suggestion, found.config_lr, found.folder  # lr_find.png and lr_find.json are in found.folder
     found.doubts  # why the suggestion may mislead: on the start-up climb, a descent barely begun, a loss still falling at max_lr
@@ -26,8 +26,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.tuner import Tuner
 
 from lightning_models.checks import ConfigError, check_positive
-from lightning_models.run import Parts, build
-from lightning_models.run_folders import run_folder
+from lightning_models.training.run import Parts, build
+from lightning_models.training.run_folders import run_folder
 
 LR_KEYS = (("model", "init_args", "optimizer", "init_args", "lr"),  # the optimizer's lr
            ("model", "init_args", "scheduler", "init_args", "max_lr"))  # a one-cycle peak replaces it: set both

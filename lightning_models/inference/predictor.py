@@ -22,8 +22,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from lightning_models.checkpoints import CheckpointError, checkpoint_of, load_module, read_checkpoint
-from lightning_models.prediction_inputs import PredictionInputError, image_batches, image_files, table_batches
+from lightning_models.inference.prediction_inputs import PredictionInputError, image_batches, image_files, table_batches
+from lightning_models.training.checkpoints import CheckpointError, checkpoint_of, load_module, read_checkpoint
 
 
 def quadrant_one_hot(points: torch.Tensor) -> torch.Tensor:
@@ -151,7 +151,7 @@ def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
     if spec is None:
         raise CheckpointError(f"{path}: the checkpoint does not record its inputs (written before the template stored them, "
                               "or by a datamodule whose state_dict() has no 'prediction_inputs'); predict anyway with "
-                              "lightning_models.checkpoints.load_module(path) on inputs prepared as the training datamodule "
+                              "lightning_models.training.checkpoints.load_module(path) on inputs prepared as the training datamodule "
                               "prepares them (docs/predict.md).")
     return Predictor(load_module(path, map_location=device), spec, path)
 

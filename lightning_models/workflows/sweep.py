@@ -32,11 +32,11 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from lightning_models.crossval import fold_options, why_it_cannot_fold
-from lightning_models.hparams import readable_key
-from lightning_models.run import build, run
-from lightning_models.run_folders import LOG_ROOT, named_run_options
-from lightning_models.seeds import parse_seeds, seed_options
+from lightning_models.training.hparams import readable_key
+from lightning_models.training.run import build, run
+from lightning_models.training.run_folders import LOG_ROOT, named_run_options
+from lightning_models.workflows.crossval import fold_options, why_it_cannot_fold
+from lightning_models.workflows.seeds import parse_seeds, seed_options
 
 FINISHED, PLACES = (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 CHILD_STORAGE = "SWEEP_STORAGE_URL"  # the parent hands its workers the storage URL here, never on a command line
@@ -410,7 +410,7 @@ def watch_workers(settings: dict, study: optuna.Study) -> None:
         signal.signal(signum, on_stop)
     for index in range(settings["workers"]):
         with open(folder / f"worker_{index}.log", "a") as log:  # the child keeps its own copy of the handle
-            command = [sys.executable, "-m", "lightning_models.sweep", "--worker", str(folder), str(index)]
+            command = [sys.executable, "-m", "lightning_models.workflows.sweep", "--worker", str(folder), str(index)]
             workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
     STOP["children"] = workers
     while any(worker.poll() is None for worker in workers):

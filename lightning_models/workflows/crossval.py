@@ -4,7 +4,7 @@
     python scripts/crossval.py --config ... --folds 5 --seeds 0,1,2           # each fold trains once per seed
     python scripts/crossval.py --config ... --folds 5 -- --trainer.max_epochs 4   # after --: options for every fold
 
-    from lightning_models.crossval import crossval
+    from lightning_models.workflows.crossval import crossval
     result = crossval("configs/iris_mlp_classifier.yaml", "--trainer.max_epochs=4", folds=5)
     result.summary["mean"]["val/acc"], result.summary["std"]["val/acc"], result.table
 
@@ -39,9 +39,9 @@ import yaml
 
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
-from lightning_models.run import build, run
-from lightning_models.run_folders import LOG_ROOT, named_run_options
-from lightning_models.seeds import parse_seeds, seed_options
+from lightning_models.training.run import build, run
+from lightning_models.training.run_folders import LOG_ROOT, named_run_options
+from lightning_models.workflows.seeds import parse_seeds, seed_options
 
 SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic", "identity": "identity"}
 

@@ -19,13 +19,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_warn
 
-from lightning_models.checkpoints import LastCheckpoint, read_checkpoint
 from lightning_models.checks import ConfigError
 from lightning_models.machine import auto_precision
-from lightning_models.run_folders import LOG_ROOT, newest_last_checkpoint, next_version, run_folder
-from lightning_models.trainer import Trainer
+from lightning_models.training.checkpoints import LastCheckpoint, read_checkpoint
+from lightning_models.training.run_folders import LOG_ROOT, newest_last_checkpoint, next_version, run_folder
+from lightning_models.training.trainer import Trainer
 
-DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
+DEFAULTS = Path(__file__).resolve().parents[2] / "configs" / "defaults.yaml"
 FOLDER_LOGGERS = {f"{package}.loggers.{name}" for package in ("pytorch_lightning", "lightning.pytorch")
                   for name in ("TensorBoardLogger", "CSVLogger")}  # loggers whose version_N folder is the run folder
 STAGES = ("fit", "validate", "test", "predict")

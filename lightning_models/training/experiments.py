@@ -1,6 +1,6 @@
 """The experiment registry, ``configs/experiments.yaml``: one entry per experiment (its header explains the fields).
 
-    from lightning_models.experiments import EXPERIMENTS, load_registry
+    from lightning_models.training.experiments import EXPERIMENTS, load_registry
     wine = load_registry("my_experiments.yaml")[0]
     wine.config("default"), wine.data_overrides()
 
@@ -17,7 +17,7 @@ import yaml
 
 from lightning_models.checks import ConfigError
 
-REGISTRY = Path(__file__).resolve().parents[1] / "configs" / "experiments.yaml"
+REGISTRY = Path(__file__).resolve().parents[2] / "configs" / "experiments.yaml"
 REQUIRED = ("what", "group", "default_keys")
 CHECK_KINDS = ("floor", "ceiling", "near")
 

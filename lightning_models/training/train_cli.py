@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 
-from lightning_models.checkpoints import CheckpointError
-from lightning_models.cli import STAGES
-from lightning_models.errors import config_error_in
-from lightning_models.run import evaluate, run
+from lightning_models.training.checkpoints import CheckpointError
+from lightning_models.training.cli import STAGES
+from lightning_models.training.errors import config_error_in
+from lightning_models.training.run import evaluate, run
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from scipy import stats
 
-Comparison = Any  # lightning_models.compare.Comparison
-Side = Any  # lightning_models.compare.Side
+Comparison = Any  # lightning_models.workflows.compare.Comparison
+Side = Any  # lightning_models.workflows.compare.Side
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
