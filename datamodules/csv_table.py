@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from datamodules.tensor import SPLITS, Split, TensorDataModule, sorted_splits, stratified_split
-from lightning_models.checks import ConfigError, check_choice, check_fraction
+from lightning_models.checks import RELATIVE, ConfigError, check_choice, check_fraction
 
 MISSING = {"", "na", "nan", "null", "none", "n/a"}
 Task = Literal["classification", "regression"]
@@ -44,7 +44,7 @@ def read_rows(path: Path, delimiter: str | None = None) -> tuple[list[str], list
     """The header and the non-empty rows, each as long as the header. ``delimiter=None``: comma, semicolon, tab
     or ``|``, as csv.Sniffer reads the first lines (or the header alone, when a ragged row spoils them)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file; path must name a CSV file with a header row.")
+        raise ConfigError(f"{Path(path).absolute()}: no such file; path must name a CSV file with a header row ({RELATIVE}).")
     with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: a byte-order mark is not a column name
         lines = list(itertools.islice(handle, 6))
         for sample in ["".join(lines), lines[0]] if not delimiter and len(lines) > 1 else []:
@@ -128,6 +128,8 @@ class CSVDataModule(TensorDataModule):
     The file is read once, when its sizes, task or class names are first asked for (by the CLI right away);
     a problem is one ConfigError naming the file, line and column. Example: ``CSVDataModule("wine.csv", "class")``.
     """
+
+    path_arguments = ("path",)  # relative: to the config file that names it (lightning_models.training.data_paths)
 
     def __init__(self, path: str, target: str, features: list[str] | None = None,
                  task: Literal["auto", "classification", "regression"] = "auto", categorical: list[str] | None = None,

@@ -19,7 +19,7 @@ from torchvision.datasets import FashionMNIST
 
 from datamodules.images import ImageBatches, ImageDataModule
 from datamodules.tensor import Split, order_seed
-from lightning_models.checks import ConfigError, check_choice
+from lightning_models.checks import RELATIVE, ConfigError, check_choice
 
 FILES = {  # file name -> (IDX magic number, shape of one item)
     "train-images-idx3-ubyte": (2051, (28, 28)),
@@ -56,9 +56,9 @@ def prepare_raw_files(data_dir: Path, download: bool) -> Path:
     ``data_dir`` is read-only); else downloaded, when allowed."""
     raw, root = data_dir / "FashionMNIST" / "raw", data_dir
     missing = [name for name in FILES if not (raw / name).is_file()]
-    absent = (f"Fashion-MNIST not found in {raw}: it needs the four files {', '.join(FILES)} (or the same names with .gz). "
+    absent = (f"Fashion-MNIST not found in {raw.absolute()}: it needs the four files {', '.join(FILES)} (or the same names with .gz). "
               "Download them (online, download=True does it) or point --data.data_dir at the folder holding "
-              "FashionMNIST/raw/ (on this project's machines: --data.data_dir ../shared/data).")
+              f"FashionMNIST/raw/ (on this project's machines: --data.data_dir ../shared/data; {RELATIVE}).")
     if missing and all((raw / f"{name}.gz").is_file() for name in missing):
         # without its owner's write bit a folder is read-only even for root: shared data is made so on purpose
         if not (os.access(raw, os.W_OK) and raw.stat().st_mode & stat.S_IWUSR):
@@ -111,6 +111,8 @@ class FashionMNISTDataModule(ImageDataModule):
 
     Example: ``FashionMNISTDataModule(data_dir="../shared/data", augment=True)``.
     """
+
+    path_arguments = ("data_dir",)  # relative: to the config file that names it (lightning_models.training.data_paths)
 
     class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     image_shape = (1, 28, 28)

@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from datamodules.images import ImageBatches, ImageDataModule
 from datamodules.tensor import SPLITS, Split, order_seed, stratified_split
-from lightning_models.checks import ConfigError, check_choice, check_fraction, check_positive
+from lightning_models.checks import RELATIVE, ConfigError, check_choice, check_fraction, check_positive
 
 
 class ClassFolders(ImageFolder):
@@ -91,6 +91,8 @@ class ImageFolderDataModule(ImageDataModule):
     decoded in ``setup``. Example: ``ImageFolderDataModule(root="data/flowers", image_size=64, augment=True)``.
     """
 
+    path_arguments = ("root",)  # relative: to the config file that names it (lightning_models.training.data_paths)
+
     def __init__(self, root: str, image_size: int | None = None, color: Literal["auto", "grayscale", "rgb"] = "auto",
                  batch_size: int = 64, val_fraction: float = 0.1, test_fraction: float = 0.1, augment: bool = False,
                  crop_padding: int = 2, augment_from_epoch: int = 0, normalize: bool = True, memory_budget: float = 0.5,
@@ -113,7 +115,7 @@ class ImageFolderDataModule(ImageDataModule):
     def folders(self) -> dict[str, ImageFolder]:
         """``{"all": ...}`` or ``{"train": ..., "val": ..., "test": ...}``: the listed files, not decoded."""
         if not self.root.is_dir():
-            raise ConfigError(f"root={str(self.root)!r}: no such folder; expected <root>/<class>/<image>.png|jpg.")
+            raise ConfigError(f"root={str(self.root.absolute())!r}: no such folder; expected <root>/<class>/<image>.png|jpg ({RELATIVE}).")
         given = {split: self.root / split for split in SPLITS if (self.root / split).is_dir()}
         folders = {split: scan(path) for split, path in given.items()} if "train" in given else {"all": scan(self.root)}
         classes = {tuple(folder.classes) for folder in folders.values()}

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from lightning_models.checks import ConfigError, check_positive
-from lightning_models.machine import cpu_has_native_bf16
+from lightning_models.repeated_updates import RepeatedUpdates
 
 NetFactory = Callable[[int, int], nn.Module]  # net(num_features, num_outputs), e.g. lightning_models.nets.MLP
 
@@ -32,7 +30,7 @@ class CosineToZero(torch.optim.lr_scheduler.CosineAnnealingLR):
         super().__init__(optimizer, T_max=total_steps, eta_min=eta_min)
 
 
-class TaskModule(pl.LightningModule):
+class TaskModule(RepeatedUpdates):
     """Base of the task modules: builds ``self.net``; subclasses add metrics and define ``model_step``.
 
     Args:
@@ -50,7 +48,7 @@ class TaskModule(pl.LightningModule):
             in-memory problems where Lightning's fixed cost per step dwarfs the update (iris, full batch).
             ``global_step`` and ``max_steps`` count Lightning steps, ``train/updates`` the updates; train metrics
             come from the last update of each step; ``accumulate_grad_batches`` needs ``updates_per_step=1``.
-            How the updates run: ``optimizer_step`` and docs/speed.md.
+            How the updates run: ``lightning_models.repeated_updates`` and docs/speed.md.
 
     Optimization is Lightning's automatic one, so every Trainer flag applies.
     """
@@ -80,8 +78,6 @@ class TaskModule(pl.LightningModule):
         except (ValueError, TypeError) as error:
             raise ConfigError(f"optimizer: {error}") from None
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        self.resumed_rng_states: dict[str, Any] | None = None
-        self.last_update = True  # optimizer_step marks the update whose metrics are logged
         # Called here, it also records the arguments of the subclass whose __init__ called us. The loggers
         # get them under readable names (hparams.readable_hparams, called by run), not Lightning's raw record.
         self.save_hyperparameters(logger=False)
@@ -107,30 +103,8 @@ class TaskModule(pl.LightningModule):
             self.log_stage("train", loss, predictions, targets)
         return loss
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.batch = batch  # for the plain updates of optimizer_step
-
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        """``updates_per_step`` updates on the step's batch; the last (or every one, where Lightning must see it)
-        through Lightning's closure, which runs ``training_step``, backward and gradient clipping."""
-        extra = self.hparams.updates_per_step - 1
-        plain = extra > 0 and self.plain_updates_allowed()
-        scheduler = self.lr_schedulers() if extra else None
-        for update in range(extra + 1):
-            self.last_update = update == extra
-            if plain and not self.last_update:
-                optimizer.zero_grad(set_to_none=True)
-                self.model_step(self.batch)[0].backward()
-                optimizer.optimizer.step()
-            else:
-                optimizer.step(closure=optimizer_closure)
-            if scheduler is not None and not self.last_update:  # Lightning steps it after the last update
-                scheduler.step()
-
     def on_train_epoch_end(self) -> None:
-        updates = self.hparams.updates_per_step
-        if updates > 1:  # global_step counts Lightning steps
-            self.log("train/updates", float(self.global_step * updates), sync_dist=True)
+        self.log_updates()
         self.log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -139,27 +113,11 @@ class TaskModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_epoch("test")
 
-    def plain_updates_allowed(self) -> bool:
-        """Backward may bypass Lightning: one process, no clipping, casting or loss scaling by Lightning."""
-        return (self.trainer.world_size == 1 and self.trainer.precision in ("32-true", "64-true")
-                and not self.trainer.gradient_clip_val)
-
     def on_train_start(self) -> None:
         if self.trainer.overfit_batches:  # can the model fit these batches? dropout would only hide the answer
             for module in self.modules():
                 if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)):
                     module.eval()  # Lightning keeps a module's mode across validation
-
-    def on_fit_start(self) -> None:
-        if self.trainer.precision.startswith("bf16") and self.device.type == "cpu" and not cpu_has_native_bf16():
-            rank_zero_warn(f"precision={self.trainer.precision} on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated "
-                           "there and training runs several times slower (docs/speed.md); 32-true is "
-                           "faster on this CPU.", category=UserWarning)
-        states, self.resumed_rng_states = self.resumed_rng_states, None
-        if states:  # a resumed run: the global RNG (dropout...) continues where the checkpoint left it
-            torch.set_rng_state(states["torch"])
-            if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(states["cuda"])
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         return self.evaluate("val", batch)
@@ -209,21 +167,12 @@ class TaskModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets scripts load a checkpoint without being told its class (lightning_models.training.checkpoints).
         checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        # The global RNG (dropout, weight init of later layers): a resumed run draws what an
-        # uninterrupted one would. Batch order and augmentation are a function of (seed, epoch).
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.resumed_rng_states = checkpoint.get("rng_states")  # applied when fit starts (a resumed run)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
             return optimizer
-        # The one place that knows the run's length: estimated_stepping_batches counts Lightning steps.
-        total_updates = int(self.trainer.estimated_stepping_batches) * self.hparams.updates_per_step
+        total_updates = self.total_updates()  # the one place that knows the run's length
         fill_in = getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None  # jsonargparse's partial
         scheduler = self.make_scheduler(optimizer, **({"total_steps": total_updates} if fill_in else {}))
         # "step": Lightning steps it after every optimizer step (optimizer_step steps it for the extra updates).

@@ -30,7 +30,7 @@ def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
 def test_compare_interleaves_chunks_and_reports_the_median_ratio_with_a_bootstrap_interval(monkeypatch):
     """A drifting machine must not be charged to one side: the sides alternate chunk by chunk, the
     first side rotating each round; the ratio is the median of per-round ratios."""
-    from lab import benchmark
+    from lab import benchmark_stats as benchmark
 
     calls: list[str] = []
     durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0, 1.0])  # per chunk, in call order
@@ -60,7 +60,7 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
     import random
     import statistics
 
-    from lab.benchmark import bootstrap_interval
+    from lab.benchmark_stats import bootstrap_interval
 
     generator = random.Random(1)
     few = [1.0 + generator.gauss(0, 0.1) for _ in range(6)]

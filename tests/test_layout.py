@@ -2,6 +2,8 @@
 back up, in a function or at the top of a file), no file over 300 lines."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,25 @@ def test_no_file_over_300_lines(folder):
 def test_no_sys_path_edits():
     edits = [str(path.relative_to(ROOT)) for path in sources().values() if "sys.path" in path.read_text()]
     assert not edits, f"sys.path edited in {edits}; install the project (pip install -e .) instead"
+
+
+def test_every_module_imports_first_in_a_fresh_process():
+    """A circle through a package's ``__init__`` shows only at run time, and only when the right module comes first:
+    import each module first, the project's modules forgotten between imports (torch and Lightning stay loaded)."""
+    modules = [name for name in sources() if not name.startswith(("scripts", "lab"))]
+    program = f"""
+import importlib, sys, traceback
+import torch, pytorch_lightning
+failed = []
+for name in {modules!r}:
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ("lightning_models", "datamodules")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as error:
+        failed.append(f"{{name}}: {{type(error).__name__}}: {{error}}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, "modules that fail when imported first:\n" + done.stdout + done.stderr[-2000:]

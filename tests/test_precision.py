@@ -39,15 +39,15 @@ def test_channels_last_cnn_computes_what_the_default_layout_computes():
 def test_bf16_mixed_on_cpu_runs_the_net_in_bfloat16_and_steps_the_one_cycle_schedule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_idx(tmp_path / "tiny", train=96, test=32)
-    model, datamodule, trainer = build_from_config(
-        CONFIGS / "fashion_cnn.yaml", f"--data.data_dir={tmp_path / 'tiny'}", "--data.download=false",
-        "--data.val_size=16", "--data.batch_size=16", "--trainer.max_epochs=2", "--trainer.precision=bf16-mixed",
-        "--trainer.callbacks=[]", *QUIET,
-    )
     dtypes: list[torch.dtype] = []
-    model.net.classifier[-1].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype) if module.training else None)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # the Trainer warns when it is built
         warnings.simplefilter("always")
+        model, datamodule, trainer = build_from_config(
+            CONFIGS / "fashion_cnn.yaml", f"--data.data_dir={tmp_path / 'tiny'}", "--data.download=false",
+            "--data.val_size=16", "--data.batch_size=16", "--trainer.max_epochs=2", "--trainer.precision=bf16-mixed",
+            "--trainer.callbacks=[]", *QUIET,
+        )
+        model.net.classifier[-1].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype) if module.training else None)
         trainer.fit(model, datamodule=datamodule)
     steps = 2 * (96 - 16) // 16
     assert trainer.global_step == steps and len(dtypes) == steps

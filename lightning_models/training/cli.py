@@ -19,9 +19,11 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_warn
 
+from lightning_models.callbacks.rng import GlobalRNGState
 from lightning_models.checks import ConfigError
 from lightning_models.machine import auto_precision
 from lightning_models.training.checkpoints import LastCheckpoint, read_checkpoint
+from lightning_models.training.data_paths import resolve_data_paths
 from lightning_models.training.run_folders import LOG_ROOT, newest_last_checkpoint, next_version, run_folder
 from lightning_models.training.trainer import Trainer
 
@@ -93,14 +95,15 @@ class RunConfig(SaveConfigCallback):
 
 
 class TemplateCLI(LightningCLI):
-    """LightningCLI with ``configs/defaults.yaml`` under every config, building (``run=False``) for one ``stage``."""
+    """LightningCLI with ``configs/defaults.yaml`` under every config, building (``run=False``) for one ``stage``; every
+    trainer gets ``GlobalRNGState`` (a resumed fit draws what an uninterrupted one would) besides ``callbacks``."""
 
     def __init__(self, args: Sequence[str], stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> None:
-        self.stage = stage
+        self.stage, self.words = stage, list(args)
         quiet_third_party()
         super().__init__(pl.LightningModule, pl.LightningDataModule, trainer_class=Trainer, args=list(args), run=False,
                          subclass_mode_model=True, subclass_mode_data=True, seed_everything_default=0,
-                         save_config_callback=RunConfig, trainer_defaults={"callbacks": list(callbacks)},
+                         save_config_callback=RunConfig, trainer_defaults={"callbacks": [GlobalRNGState(), *callbacks]},
                          parser_kwargs={"default_config_files": [str(DEFAULTS)], "exit_on_error": False})
 
     def add_arguments_to_parser(self, parser: Any) -> None:
@@ -133,6 +136,7 @@ class TemplateCLI(LightningCLI):
         if config.trainer.enable_progress_bar is False:
             config.progress_bar = None
         refuse_accumulation_with_repeated_updates(config)
+        resolve_data_paths(config, self.words)
         version = None
         if self.stage == "fit" and config.ckpt_path == "last":
             config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)

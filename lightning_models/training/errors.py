@@ -71,6 +71,8 @@ def config_options(tree: dict, prefix: str = "") -> Iterator[tuple[str, str]]:
 def refused_argument(args: Sequence[str]) -> str:
     """Which argument the parser refused, found by parsing ever longer prefixes of ``args`` (a config file's
     settings one by one): the config file that is not YAML, or the key with the types its class accepts."""
+    # Why parse again: jsonargparse's own error names neither the file nor, under a class_path, the key (it lists
+    # every subclass's complaint); this runs only after a parse has failed, so its cost is that of a few parses.
     parser, done = ParserOnly.parser(), []
     for key, value in pairs_of(args):
         if key in ("--config", "-c"):
