@@ -66,13 +66,16 @@ class TaskModule(RepeatedUpdates):
     ) -> None:
         super().__init__()
         check_positive("updates_per_step", updates_per_step, integer=True)
+        # LightningCLI hands a class from the config over as a partial holding it: name the class, not the partial
+        named = next((part for part in getattr(net, "args", ()) if isinstance(part, type)), net)
+        name = f"{named.__module__}.{named.__qualname__}" if isinstance(named, type) else repr(named)
         try:
             self.net = net(num_features, num_outputs)
         except TypeError as error:
-            # LightningCLI hands a class from the config over as a partial holding it: name the class, not the partial
-            named = next((part for part in getattr(net, "args", ()) if isinstance(part, type)), net)
-            name = f"{named.__module__}.{named.__qualname__}" if isinstance(named, type) else repr(named)
             raise ConfigError(f"net {name} cannot be called as net(num_features, num_outputs): {error}") from None
+        if not any(parameter.requires_grad for parameter in self.net.parameters()):
+            raise ConfigError(f"net {name} has no parameters to train; expected an nn.Module with weights, e.g. "
+                              "lightning_models.nets.MLP")
         try:  # torch checks lr, betas, weight_decay... when the optimizer is built: do it now, not mid-run
             optimizer([nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as error:

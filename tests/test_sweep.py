@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -197,7 +198,8 @@ def test_shipped_spaces_fit_their_configs(in_tmp, space):
     from lightning_models import build
     from lightning_models.workflows.sweep import check_space
 
-    checked = check_space(space, set(build(CONFIGS / f"{space.stem}.yaml").config.keys()))
+    config = re.search(r"--config configs/(\S+\.yaml)", space.read_text()).group(1)  # the space's usage line
+    checked = check_space(space, set(build(CONFIGS / config).config.keys()))
     assert len(checked["parameters"]) >= 3
 
 

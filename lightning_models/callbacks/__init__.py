@@ -1,4 +1,4 @@
-"""TensorBoard panels as callbacks, one per kind of picture."""
+"""TensorBoard panels as callbacks, one per kind of picture; and the callbacks every run or a speed sweep uses."""
 
 from lightning_models.callbacks.images import MisclassifiedImagesPanel, PerClassAccuracyPanel, SampleImagesPanel
 from lightning_models.callbacks.panel import PredictionPanel
@@ -11,6 +11,7 @@ from lightning_models.callbacks.synthetic import (
     SklearnBaseline,
 )
 from lightning_models.callbacks.tabular import ConfusionMatrixPanel, LatentCodePanel, ObservedVsPredictedPanel
+from lightning_models.callbacks.time_to_target import TimeToTarget
 
 __all__ = [
     "ConfusionMatrixPanel",
@@ -26,4 +27,5 @@ __all__ = [
     "PredictionPanel",
     "SampleImagesPanel",
     "SklearnBaseline",
+    "TimeToTarget",
 ]

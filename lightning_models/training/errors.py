@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import inspect
 import json
 import re
@@ -104,7 +105,7 @@ def class_problems(tree: dict, prefix: str = "") -> Iterator[str]:
             if isinstance(item, dict) and isinstance(item.get("class_path"), str) and "." in item["class_path"]:
                 cls = import_class(item["class_path"])
                 if cls is None:
-                    yield f"{prefix}{key}: cannot import {item['class_path']!r}"
+                    yield f"{prefix}{key}: {not_importable(item['class_path'])}"
                     continue
                 for argument in item.get("init_args") or {}:
                     if (problem := unknown_argument(cls, argument)) is not None:
@@ -113,6 +114,15 @@ def class_problems(tree: dict, prefix: str = "") -> Iterator[str]:
             elif isinstance(item, dict) and f"{prefix}{key}" in SIGNATURES:
                 yield from (f"{prefix}{key}.{name}: {problem}" for name in item
                             if (problem := unknown_argument(SIGNATURES[f"{prefix}{key}"], name)) is not None)
+
+
+def not_importable(class_path: str) -> str:
+    """Why ``class_path`` does not import: its package is not found (the PYTHONPATH hint), or the name is not in it."""
+    package = class_path.split(".")[0]
+    if importlib.util.find_spec(package) is None:
+        return (f"cannot import {class_path!r}: no package {package!r}; is its folder on PYTHONPATH? "
+                "(e.g. PYTHONPATH=. from the folder holding it)")
+    return f"cannot import {class_path!r}"
 
 
 def refused_in_config(parser: Any, done: list[str], tree: dict) -> str | None:
@@ -151,14 +161,14 @@ def accepted(parser: Any, before: list[str], key: str, value: str) -> str:
     if isinstance(given, dict) and isinstance(given.get("class_path"), str):  # a class with its arguments
         chosen, arguments = import_class(given["class_path"]), given.get("init_args") or {}
         if chosen is None:
-            return f"cannot import {given['class_path']!r}"
+            return not_importable(given["class_path"])
         for argument in arguments:
             if (problem := unknown_argument(chosen, argument)) is not None:
                 return problem
         if missing := [name for name, p in parameters_of(chosen)[0].items() if p.default is p.empty and name not in arguments]:
             return f"{chosen.__name__} requires {', '.join(missing)} (a net gets num_features and num_outputs from the module)"
     if isinstance(given, str) and CLASS_PATH.fullmatch(given) and import_class(given) is None:
-        return f"cannot import {given!r}"
+        return not_importable(given)
     if cls is None:
         return "see --help"
     return unknown_argument(cls, name) or annotation_of(cls, name)

@@ -46,9 +46,9 @@ def prepare(args: argparse.Namespace, folder: Path) -> SweepSettings:
     # the metrics its runs log: one step and one validation batch, the trainer's files in a temporary folder (paths in
     # the config and options resolve from the working folder, as in the trials)
     with tempfile.TemporaryDirectory() as temporary, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Panel callbacks draw to TensorBoard only")  # no logger here, on purpose
+        warnings.filterwarnings("ignore", message="Panel callbacks draw to TensorBoard only")  # fast_dev_run: a dummy logger
         folding = fold_options(0, args.folds) if args.folds else []
-        parts = build(args.config, *args.extra, *folding, "--trainer.fast_dev_run=1", "--trainer.logger=false",
+        parts = build(args.config, *args.extra, *folding, "--trainer.fast_dev_run=1",
                       "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
                       f"--trainer.default_root_dir={temporary}")
         parts.trainer.fit(parts.model, datamodule=parts.datamodule)

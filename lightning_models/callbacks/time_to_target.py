@@ -1,0 +1,61 @@
+"""Seconds of training until a validation metric first reaches a target, logged as a metric: the objective of a sweep
+for speed (configs/sweeps/fashion_cnn_time.yaml) and a number any run can report."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
+
+from lightning_models.checks import ConfigError, check_positive
+
+
+class TimeToTarget(pl.Callback):
+    """Logs ``val/seconds_to_target`` at every validation: the seconds from the start of training to the first
+    validation where ``monitor`` reached ``target`` (validations included, as a user waits for them), and until then the
+    seconds so far times ``penalty``, so that a run that never gets there scores its full time plus a penalty and a
+    pruner comparing trials epoch by epoch sees the slow ones fall behind (it reads the value one validation late: the
+    value is logged at the training epoch's end). The validation of the best checkpoint after fit logs the fit's final
+    value, so it reaches metrics.json. ``stop``: end the fit once the target is reached.
+
+    Args:
+        monitor: a validation metric, e.g. ``val/acc``.
+        target: the value to reach.
+        mode: ``max`` (reached when ``monitor >= target``) or ``min`` (``<=``).
+        penalty: the factor on the elapsed seconds while the target is not reached (> 1).
+        stop: stop training at the first validation that reaches the target.
+    """
+
+    def __init__(self, monitor: str = "val/acc", target: float = 0.93, mode: str = "max", penalty: float = 2.0,
+                 stop: bool = False) -> None:
+        if mode not in ("max", "min"):
+            raise ConfigError(f"TimeToTarget mode={mode!r}; expected max or min")
+        check_positive("penalty", penalty)
+        self.monitor, self.target, self.mode, self.penalty, self.stop = monitor, target, mode, penalty, stop
+        self.started: float | None = None
+        self.reached: dict[str, float] | None = None  # {"seconds", "epoch"} at the first validation that reached it
+        self.value: float | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started, self.reached, self.value = time.perf_counter(), None, None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Here, not at the validation epoch's end: callbacks run before the module there, so its metrics are not in yet.
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.started is None:
+            return
+        seconds = time.perf_counter() - self.started
+        if self.reached is None and self.monitor in trainer.callback_metrics:
+            value = float(trainer.callback_metrics[self.monitor])
+            if (value >= self.target) if self.mode == "max" else (value <= self.target):
+                self.reached = {"seconds": seconds, "epoch": trainer.current_epoch + 1}
+                trainer.should_stop = trainer.should_stop or self.stop
+        self.value = self.reached["seconds"] if self.reached else seconds * self.penalty
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.value is not None:  # logged here, the first hook after the validation that may log
+            pl_module.log("val/seconds_to_target", self.value)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING and self.value is not None:  # the best checkpoint's, after fit
+            pl_module.log("val/seconds_to_target", self.value)
