@@ -5,10 +5,11 @@
     python lab/benchmark.py --cases time_to_accuracy --data-dir ../shared/data --seeds 0,1,2
     python lab/benchmark.py --data-dir ../shared/data --json reports/benchmark.json
 
-Cases (groups: iris, fashion, precision, data, gpu):
+Cases (groups: iris, fashion, overhead, precision, data, gpu):
   iris_full_batch          text 000's 4-6-3 MLP, 10 000 full-batch SGD updates in chunks of 1 000, vs. the plain loop
   fashion_vs_source_loop   the source recipe in one fit of 180 x 5 steps, text 004's DataLoader loop run between chunks
   fashion_vs_tensor_loop   the same vs. a plain loop fed the same batches from the same tensors
+  overhead_batch_16, _64   that comparison at batch 16 and 64: the template's cost per step in ms (not in the default set)
   fashion_precision        the default config's step: fp32 / bf16-mixed x channels-last off / on, and per-tensor AdamW
   time_to_accuracy         configs/fashion_cnn.yaml as shipped, per --seeds: epoch and seconds to --threshold val/acc,
                            training seconds, the best checkpoint's test accuracy (not in the default set)
@@ -40,10 +41,13 @@ CASES: dict[str, Callable[[argparse.Namespace], dict | None]] = {
     "iris_full_batch": iris_full_batch,
     "fashion_vs_source_loop": lambda args: fashion_vs_loop(args, "fashion_vs_source_loop"),
     "fashion_vs_tensor_loop": lambda args: fashion_vs_loop(args, "fashion_vs_tensor_loop"),
+    "overhead_batch_16": lambda args: fashion_vs_loop(args, "overhead_batch_16", batch_size=16),
+    "overhead_batch_64": lambda args: fashion_vs_loop(args, "overhead_batch_64", batch_size=64),
     "fashion_precision": fashion_precision, "time_to_accuracy": time_to_accuracy,
     "image_folder_vs_fashion": image_folder_vs_fashion, "fashion_gpu": fashion_gpu}
 GROUPS = {"iris": ["iris_full_batch"], "fashion": ["fashion_vs_source_loop", "fashion_vs_tensor_loop"],
-          "precision": ["fashion_precision"], "data": ["image_folder_vs_fashion"], "gpu": ["fashion_gpu"]}
+          "overhead": ["overhead_batch_16", "overhead_batch_64"], "precision": ["fashion_precision"],
+          "data": ["image_folder_vs_fashion"], "gpu": ["fashion_gpu"]}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,7 @@ from pytorch_lightning.cli import SaveConfigCallback
 from torch.nn import functional as F
 
 from datamodules.fashion_mnist import ImageBatches
-from lab.benchmark_stats import Interleaved, Side, compare, pair_record, timed
+from lab.benchmark_stats import Interleaved, Side, bootstrap_interval, compare, pair_record, timed
 from lightning_models import build, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.training.experiments import parse_seeds
@@ -115,10 +115,10 @@ class PlainLoop:
         return (self.total / self.count).item()
 
 
-def fashion_vs_loop(args: argparse.Namespace, case: str) -> dict:
+def fashion_vs_loop(args: argparse.Namespace, case: str, batch_size: int = 64) -> dict:
     """One template fit with the plain loop's chunks run between its own; the first chunks (warm-up) are left out."""
     chunk, chunks = (2, 3) if args.quick else LOOP_CHUNKS
-    built = template_side(SOURCE_CONFIG, fashion_overrides(args, chunk * chunks))[0]
+    built = template_side(SOURCE_CONFIG, fashion_overrides(args, chunk * chunks, f"--data.init_args.batch_size={batch_size}"))[0]
     model, datamodule, trainer = built.model, built.datamodule, built.trainer
     if case == "fashion_vs_source_loop":  # text 004's loop as written: torchvision's dataset, ToTensor, a shuffling DataLoader, its net
         from torchvision import transforms
@@ -137,7 +137,13 @@ def fashion_vs_loop(args: argparse.Namespace, case: str) -> dict:
     trainer.fit(model, datamodule=datamodule)
     times = {side: values[1 if args.quick else 4:] or values for side, values in clock.times.items()}
     losses = {"template": float(trainer.callback_metrics["train/loss"]), "plain": clock.plain_loss}
-    return pair_record(case, f"{chunks} x {chunk} steps in one fit, batch 64, {what}", times, losses)
+    record = pair_record(case, f"{chunks} x {chunk} steps in one fit, batch {batch_size}, {what}", times, losses)
+    # the template's own cost per step: what its chunk takes beyond the plain loop's, per step
+    extra_ms = [(t - p) / chunk * 1000 for t, p in zip(times["template"], times["plain"])]
+    record |= {"batch_size": batch_size, "overhead_ms_per_step": statistics.median(extra_ms),
+               "overhead_ms_ci95": list(bootstrap_interval(extra_ms)),
+               "plain_ms_per_step": statistics.median(times["plain"]) / chunk * 1000}
+    return record
 
 
 def image_folder_vs_fashion(args: argparse.Namespace) -> dict:

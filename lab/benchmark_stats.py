@@ -107,6 +107,9 @@ def details(r: dict) -> list[str]:
     lines = [f"{name:<22} {r['samples_per_s'][name]:>8.0f} samples/s, time vs {r['ratios_vs']} {value:.3f} "
              f"[{r['ratio_ci95_by_side'][name][0]:.3f}, {r['ratio_ci95_by_side'][name][1]:.3f}]"
              for name, value in r.get("ratio_by_side", {}).items()]
+    if "overhead_ms_per_step" in r:
+        lines.append(f"template overhead {r['overhead_ms_per_step']:.2f} ms/step [{r['overhead_ms_ci95'][0]:.2f}, "
+                     f"{r['overhead_ms_ci95'][1]:.2f}] over the plain loop's {r['plain_ms_per_step']:.2f} ms (batch {r['batch_size']})")
     if r["case"] == "fashion_precision":
         lines.append(f"{r['ratios_vs']:<22} {r['samples_per_s'][r['ratios_vs']]:>8.0f} samples/s (CPU with native bf16: {r['cpu_bf16']})")
     if r["case"] == "image_folder_vs_fashion":

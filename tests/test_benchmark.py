@@ -82,12 +82,17 @@ def test_fashion_cases_in_quick_mode_on_tiny_idx_files(tmp_path):
 
     data = write_idx(tmp_path / "tiny", train=400, test=64)
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "lab" / "benchmark.py"), "--quick", "--cases", "fashion,data",
+    done = subprocess.run([sys.executable, str(ROOT / "lab" / "benchmark.py"), "--quick", "--cases", "fashion,data,overhead_batch_16",
                            "--data-dir", str(data), "--work-dir", str(tmp_path / "work"), "--json", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     records = {record["case"]: record for record in json.loads(out.read_text())["cases"]}
-    assert set(records) == {"fashion_vs_source_loop", "fashion_vs_tensor_loop", "image_folder_vs_fashion"}
+    assert set(records) == {"fashion_vs_source_loop", "fashion_vs_tensor_loop", "image_folder_vs_fashion", "overhead_batch_16"}
+    small = records["overhead_batch_16"]  # the same comparison at batch 16: same work, its cost per step in ms
+    assert small["template_loss"] == pytest.approx(small["plain_loss"], rel=1e-6) and small["batch_size"] == 16
+    steps = 2  # quick mode's chunk
+    extra = sorted((t - p) / steps * 1000 for t, p in zip(small["template_times"], small["plain_times"]))
+    assert small["overhead_ms_per_step"] == pytest.approx((extra[0] + extra[1]) / 2)  # the median of two
     for case in ("fashion_vs_source_loop", "fashion_vs_tensor_loop"):
         record = records[case]
         assert record["chunks"] == 2 == len(record["template_times"]) == len(record["plain_times"])  # 3, less the warm-up

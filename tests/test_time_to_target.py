@@ -51,11 +51,12 @@ def test_the_seconds_until_val_acc_first_reaches_the_target_and_the_run_stops_th
     assert result.metrics["val"]["val/seconds_to_target"] == pytest.approx(clock.reached["seconds"])
 
 
-def test_a_target_never_reached_scores_the_full_time_times_the_penalty(tmp_path, monkeypatch):
+def test_a_target_never_reached_scores_the_full_time_plus_a_penalty_for_the_distance_left(tmp_path, monkeypatch):
     clock, rows, result = fit(tmp_path, monkeypatch, target=1.01, penalty=3.0)
     assert len(rows) == 8 and clock.reached is None
-    last = rows[-1][2]
-    assert 3.0 * (last - 0.5) < clock.value <= 3.0 * last
+    last, best = rows[-1][2], max(acc for _, acc, _ in rows)
+    factor = 1 + 3.0 * (1.01 - best)
+    assert factor * (last - 0.5) < clock.value <= factor * last
     assert result.metrics["val"]["val/seconds_to_target"] == pytest.approx(clock.value)
 
 

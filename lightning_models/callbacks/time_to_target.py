@@ -12,22 +12,23 @@ from lightning_models.checks import ConfigError, check_positive
 
 
 class TimeToTarget(pl.Callback):
-    """Logs ``val/seconds_to_target`` at every validation: the seconds from the start of training to the first
-    validation where ``monitor`` reached ``target`` (validations included, as a user waits for them), and until then the
-    seconds so far times ``penalty``, so that a run that never gets there scores its full time plus a penalty and a
-    pruner comparing trials epoch by epoch sees the slow ones fall behind (it reads the value one validation late: the
-    value is logged at the training epoch's end). The validation of the best checkpoint after fit logs the fit's final
-    value, so it reaches metrics.json. ``stop``: end the fit once the target is reached.
+    """Logs ``val/seconds_to_target`` after every validation: the seconds from the start of training to the first
+    validation where ``monitor`` reached ``target`` (validations included, as a user waits for them); until then, and
+    for a run that never gets there, the seconds so far plus a penalty that grows with the distance still to go,
+    ``seconds * (1 + penalty * |target - best value so far|)``, so that a short run far from the target does not beat a
+    longer one that nearly got there. A pruner comparing trials epoch by epoch reads the value one validation late (it
+    is logged at the training epoch's end). The validation of the best checkpoint after fit logs the fit's final value,
+    so it reaches metrics.json. ``stop``: end the fit once the target is reached.
 
     Args:
         monitor: a validation metric, e.g. ``val/acc``.
         target: the value to reach.
         mode: ``max`` (reached when ``monitor >= target``) or ``min`` (``<=``).
-        penalty: the factor on the elapsed seconds while the target is not reached (> 1).
+        penalty: the factor on the distance to the target (in the metric's units) while it is not reached.
         stop: stop training at the first validation that reaches the target.
     """
 
-    def __init__(self, monitor: str = "val/acc", target: float = 0.93, mode: str = "max", penalty: float = 2.0,
+    def __init__(self, monitor: str = "val/acc", target: float = 0.93, mode: str = "max", penalty: float = 100.0,
                  stop: bool = False) -> None:
         if mode not in ("max", "min"):
             raise ConfigError(f"TimeToTarget mode={mode!r}; expected max or min")
@@ -36,9 +37,10 @@ class TimeToTarget(pl.Callback):
         self.started: float | None = None
         self.reached: dict[str, float] | None = None  # {"seconds", "epoch"} at the first validation that reached it
         self.value: float | None = None
+        self.best: float | None = None  # the monitor's best value so far
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.started, self.reached, self.value = time.perf_counter(), None, None
+        self.started, self.reached, self.value, self.best = time.perf_counter(), None, None, None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Here, not at the validation epoch's end: callbacks run before the module there, so its metrics are not in yet.
@@ -47,10 +49,15 @@ class TimeToTarget(pl.Callback):
         seconds = time.perf_counter() - self.started
         if self.reached is None and self.monitor in trainer.callback_metrics:
             value = float(trainer.callback_metrics[self.monitor])
-            if (value >= self.target) if self.mode == "max" else (value <= self.target):
+            better = max if self.mode == "max" else min
+            self.best = value if self.best is None else better(self.best, value)
+            if better(value, self.target) == value:
                 self.reached = {"seconds": seconds, "epoch": trainer.current_epoch + 1}
                 trainer.should_stop = trainer.should_stop or self.stop
-        self.value = self.reached["seconds"] if self.reached else seconds * self.penalty
+        if self.reached:
+            self.value = self.reached["seconds"]
+        else:
+            self.value = seconds * (1 + self.penalty * (abs(self.target - self.best) if self.best is not None else 1.0))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.value is not None:  # logged here, the first hook after the validation that may log
