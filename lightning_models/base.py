@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from lightning_models.checks import ConfigError, check_positive
 from lightning_models.repeated_updates import RepeatedUpdates
 
+FLUSH_EVERY = 32  # batches gathered before a count metric's update
 NetFactory = Callable[[int, int], nn.Module]  # net(num_features, num_outputs), e.g. lightning_models.nets.MLP
 
 
@@ -94,6 +95,11 @@ class TaskModule(RepeatedUpdates):
         # "disable" (no NaN check, which would sync the host every step on a GPU; a NaN stays NaN) makes
         # torchmetrics 1.9 ignore MeanMetric's weights.
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
+        # Metrics whose states are counts (accuracy, F1...) sum the same over one batch of many rows as over many
+        # batches: their updates are gathered and made every FLUSH_EVERY batches, which costs less per step.
+        self.counts_only = all(not torch.is_floating_point(state) for metric in metrics.values()
+                               for state in metric.metric_state.values() if isinstance(state, torch.Tensor))
+        self.pending: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
@@ -141,11 +147,23 @@ class TaskModule(RepeatedUpdates):
     def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
         """Update the stage's torchmetrics with a batch; ``log_epoch`` logs them once an epoch (logging metric
         objects every step costs Lightning more than the update itself: docs/speed.md)."""
-        getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
+        if self.counts_only:
+            self.pending[stage].append((predictions.detach(), targets))
+            if len(self.pending[stage]) == FLUSH_EVERY:
+                self.flush(stage)
+        else:
+            getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(targets)))
+
+    def flush(self, stage: str) -> None:
+        """Update the stage's count metrics with the batches gathered since the last flush."""
+        if pending := self.pending[stage]:
+            getattr(self, f"{stage}_metrics").update(torch.cat([p for p, _ in pending]), torch.cat([t for _, t in pending]))
+            pending.clear()
 
     def log_epoch(self, stage: str) -> None:
         """Log the stage's epoch loss and metrics, computed over all ranks by torchmetrics, and reset them."""
+        self.flush(stage)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         loss: MeanMetric = getattr(self, f"{stage}_loss")
         if loss.update_count:  # sync_dist: the values are the same on every rank already; says so to Lightning

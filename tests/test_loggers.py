@@ -107,6 +107,15 @@ def test_readable_hparams_name_classes_and_changed_arguments_only():
     }  # FashionCNN's channels_last=True is its default; AdamW's betas, eps... too; loss cross_entropy
     assert readable_key("model.init_args.optimizer.init_args.lr") == "optimizer.lr"
     assert readable_key("data.init_args.batch_size") == "data.batch_size"
+    # a sweep's choices of lists of classes arrive as jsonargparse Namespaces: shown as JSON text, which safe YAML reads
+    import yaml
+    from jsonargparse import Namespace
+
+    choice = [Namespace(class_path="pytorch_lightning.callbacks.EMAWeightAveraging", init_args=Namespace(decay=0.998))]
+    extra = readable_hparams(model, {"trainer.callbacks": choice, "data.init_args.batch_size": 64})
+    assert json.loads(extra["trainer.callbacks"]) == [{"class_path": "pytorch_lightning.callbacks.EMAWeightAveraging",
+                                                        "init_args": {"decay": 0.998}}]
+    assert extra["data.batch_size"] == 64 and yaml.safe_load(yaml.safe_dump(extra)) == extra
 
 
 @pytest.fixture(scope="module")

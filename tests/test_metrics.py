@@ -124,3 +124,30 @@ def test_epoch_metrics_count_every_batch_once(tmp_path, monkeypatch):
         assert 0.2 < expected[f"{stage}/acc"] < 1.0  # not a degenerate split: a lost batch would show
         for key, value in expected.items():
             assert float(trainer.callback_metrics[key]) == pytest.approx(value, rel=1e-5), key
+
+
+def test_count_metrics_gathered_over_batches_equal_per_batch_updates_exactly():
+    """Accuracy and F1 (count states) are updated every FLUSH_EVERY batches from the gathered rows; the epoch's values
+    equal per-batch updates bit for bit, with a partial group at the epoch's end. Float-state metrics (regression) are
+    updated per batch."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+    from lightning_models import ClassificationModule, RegressionModule
+    from lightning_models.base import FLUSH_EVERY
+    from lightning_models.nets import MLP
+
+    module = ClassificationModule(4, 3, net=MLP)
+    assert module.counts_only and not RegressionModule(4, 1, net=MLP).counts_only
+    reference = MetricCollection({"acc": MulticlassAccuracy(num_classes=3, average="micro"),
+                                  "f1": MulticlassF1Score(num_classes=3, average="macro")})
+    generator = torch.Generator().manual_seed(0)
+    batches = FLUSH_EVERY * 2 + 5
+    for index in range(batches):
+        scores, targets = torch.randn(7, 3, generator=generator), torch.randint(0, 3, (7,), generator=generator)
+        module.log_stage("train", torch.tensor(1.0), scores, targets)
+        reference.update(scores, targets)
+        assert len(module.pending["train"]) == (index + 1) % FLUSH_EVERY  # flushed at every FLUSH_EVERY-th batch
+    module.flush("train")
+    got, expected = module.train_metrics.compute(), reference.compute()
+    assert got["train/acc"].item() == expected["acc"].item() and got["train/f1"].item() == expected["f1"].item()

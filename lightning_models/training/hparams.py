@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 from typing import Any
 
 import pytorch_lightning as pl
@@ -66,4 +67,17 @@ def readable_hparams(model: pl.LightningModule, extra: dict[str, Any] | None = N
             shown[key] = getattr(value, "__name__", type(value).__name__)
         elif key in ALWAYS_SHOWN or key not in defaults or not same(value, defaults[key]):
             shown[key] = value  # sizes, and an injected part left out (scheduler: None), are shown too
-    return {**shown, **{readable_key(key): value for key, value in (extra or {}).items()}}
+    return {**shown, **{readable_key(key): plain(value) for key, value in (extra or {}).items()}}
+
+
+def plain(value: Any) -> Any:
+    """A value hparams.yaml and the HParams tab can hold: a list or mapping (a sweep's choice of callbacks, say, which
+    jsonargparse hands over as Namespaces) as its JSON text."""
+    if isinstance(value, (list, tuple, dict)) or hasattr(value, "as_dict"):
+        def unwrap(item: Any) -> Any:
+            item = item.as_dict() if hasattr(item, "as_dict") else item
+            if isinstance(item, dict):
+                return {key: unwrap(inner) for key, inner in item.items()}
+            return [unwrap(inner) for inner in item] if isinstance(item, (list, tuple)) else item
+        return json.dumps(unwrap(value))
+    return value
