@@ -24,7 +24,7 @@ class FirstBatch(pl.Callback):
     """Writes the targets of the first training batch and the test rows' inputs into the run folder."""
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if trainer.current_epoch == 0 and batch_idx == 0 and trainer.logger is not None:  # not the sweep's check run
+        if trainer.current_epoch == 0 and batch_idx == 0 and not trainer.fast_dev_run:  # not the sweep's check run
             test_inputs = trainer.datamodule.splits["test"][0]
             Path(trainer.log_dir, "first_batch.json").write_text(json.dumps(
                 {"targets": batch[1].tolist(), "test_rows": test_inputs.sum(dim=1).tolist()}))
