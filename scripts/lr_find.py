@@ -18,7 +18,8 @@ import argparse
 import sys
 
 from lightning_models.checks import ConfigError
-from lightning_models.training.errors import config_error_in, pairs_of
+from lightning_models.training.cli import pairs_of
+from lightning_models.training.errors import config_error_in
 from lightning_models.workflows.lr_find import find_learning_rate, sets_lr, write_config
 
 

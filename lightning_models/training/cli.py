@@ -49,6 +49,17 @@ def no_tips(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
 
 
+def pairs_of(args: Sequence[str]) -> list[tuple[str, str]]:
+    """Command-line words as (key, value) pairs, in order: ``--key=value`` and ``--key value`` alike."""
+    words, pairs = list(args), []
+    while words:
+        key, equals, value = words.pop(0).partition("=")
+        if not equals and words and not words[0].startswith("--"):
+            value = words.pop(0)
+        pairs.append((key, value))
+    return pairs
+
+
 def datamodule_size(name: str, wanted: Callable[[], set[str]]) -> Callable[[pl.LightningDataModule], int | None]:
     """The datamodule's ``num_features``/``num_outputs`` for a model whose constructor takes it (``name`` in
     ``wanted()``), else None, a value jsonargparse drops: it ignores a link whose target the chosen class lacks."""
@@ -136,7 +147,7 @@ class TemplateCLI(LightningCLI):
         if config.trainer.enable_progress_bar is False:
             config.progress_bar = None
         refuse_accumulation_with_repeated_updates(config)
-        resolve_data_paths(config, self.words)
+        resolve_data_paths(config, pairs_of(self.words))
         version = None
         if self.stage == "fit" and config.ckpt_path == "last":
             config.ckpt_path, version = newest_last_checkpoint(config.experiment_name)

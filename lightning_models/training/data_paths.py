@@ -33,22 +33,20 @@ def set_in(config_file: str, argument: str) -> bool:
     return argument in data or argument in (data.get("init_args") or {})
 
 
-def base_folder(words: Sequence[str], argument: str) -> str | None:
+def base_folder(pairs: Sequence[tuple[str, str]], argument: str) -> str | None:
     """The folder of the last config file that sets ``argument``, or None when the command line sets it after it
-    (or no config does)."""
-    base, items = None, list(words)
-    for index, word in enumerate(items):
-        key, _, value = word.partition("=")
-        if key == "--config":
-            file = value or (items[index + 1] if index + 1 < len(items) else "")
-            if set_in(file, argument):
-                base = os.path.dirname(os.path.abspath(file))  # abspath: a symlinked configs/ stays where it is named
+    (or no config does); ``pairs``: the command line as ``cli.pairs_of`` reads it."""
+    base = None
+    for key, value in pairs:
+        if key in ("--config", "-c"):
+            if set_in(value, argument):
+                base = os.path.dirname(os.path.abspath(value))  # abspath: a symlinked configs/ stays where it is named
         elif key in (f"--data.init_args.{argument}", f"--data.{argument}") or (key == "--data" and argument in value):
             base = None
     return base
 
 
-def resolve_data_paths(config: Namespace, words: Sequence[str]) -> None:
+def resolve_data_paths(config: Namespace, pairs: Sequence[tuple[str, str]]) -> None:
     """Make the datamodule's relative path arguments absolute, each against the folder of the file that named it."""
     data = config.get("data")
     if not isinstance(data, Namespace) or not data.get("class_path"):
@@ -56,5 +54,5 @@ def resolve_data_paths(config: Namespace, words: Sequence[str]) -> None:
     init_args = data.get("init_args") or Namespace()
     for argument in path_arguments(data.class_path):
         value = init_args.get(argument)
-        if isinstance(value, str) and value and not os.path.isabs(value) and (base := base_folder(words, argument)):
+        if isinstance(value, str) and value and not os.path.isabs(value) and (base := base_folder(pairs, argument)):
             init_args[argument] = os.path.normpath(os.path.join(base, value))

@@ -21,7 +21,7 @@ from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lightning_models.checks import ConfigError
-from lightning_models.training.cli import TemplateCLI
+from lightning_models.training.cli import TemplateCLI, pairs_of
 from lightning_models.training.hparams import import_class
 from lightning_models.training.trainer import Trainer
 
@@ -44,16 +44,6 @@ class ParserOnly(TemplateCLI):
 
 class _Parser(Exception):
     pass
-
-
-def pairs_of(args: Sequence[str]) -> list[tuple[str, str]]:
-    words, pairs = list(args), []
-    while words:
-        key, equals, value = words.pop(0).partition("=")
-        if not equals and words and not words[0].startswith("--"):
-            value = words.pop(0)
-        pairs.append((key, value))
-    return pairs
 
 
 def config_options(tree: dict, prefix: str = "") -> Iterator[tuple[str, str]]:

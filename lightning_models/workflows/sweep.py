@@ -43,8 +43,8 @@ def prepare(args: argparse.Namespace, folder: Path) -> SweepSettings:
                  "direction": "maximize" if config.checkpoint.mode == "max" else "minimize", **space.get("objective", {})}
     if objective["direction"] not in ("minimize", "maximize"):
         raise SweepError(f"--space {args.space}: objective direction {objective['direction']!r}; use minimize or maximize")
-    # the metrics its runs log: one step and one validation batch, the trainer's files in a temporary folder (paths in
-    # the config and options resolve from the working folder, as in the trials)
+    # the metrics its runs log: one step and one validation batch, the trainer's files in a temporary folder (paths
+    # resolve as in the trials: a config's relative to its file, options' to the working folder)
     with tempfile.TemporaryDirectory() as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Panel callbacks draw to TensorBoard only")  # fast_dev_run: a dummy logger
         folding = fold_options(0, args.folds) if args.folds else []
