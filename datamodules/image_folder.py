@@ -68,6 +68,18 @@ class Decoded(Dataset):
         return image, label
 
 
+def memory_plan(needed: int, device: torch.device, ranks_here: int, budget: float) -> tuple[bool, str]:
+    """Whether ``needed`` bytes fit ``budget`` of what one rank may take, and the limit in words: the machine's RAM
+    divided by the ``ranks_here`` processes training on it (each loads the whole set), and on a CUDA device also the
+    device's free memory, which the splits are copied to."""
+    limits = {f"memory_budget={budget:g} of 1/{ranks_here} of the RAM" if ranks_here > 1 else f"memory_budget={budget:g} "
+              "of the RAM": budget * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / ranks_here}
+    if device.type == "cuda":
+        limits[f"memory_budget={budget:g} of the free memory of {device}"] = budget * torch.cuda.mem_get_info(device)[0]
+    name, limit = min(limits.items(), key=lambda item: item[1])
+    return needed <= limit, f"{name} ({limit / 1e6:.0f} MB)"
+
+
 class ImageFolderDataModule(ImageDataModule):
     """A folder of labelled images, one sub-folder per class (torchvision's ``ImageFolder``).
 
@@ -80,10 +92,13 @@ class ImageFolderDataModule(ImageDataModule):
         color: ``grayscale`` (1 channel), ``rgb`` (3), or ``auto``: the first image's.
         batch_size, augment, crop_padding, augment_from_epoch: see ``ImageDataModule``.
         normalize: subtract the training images' per-channel mean and divide by their std.
-        memory_budget: largest share of the machine's RAM the decoded images may take. Within it,
-            every image is decoded once into a uint8 tensor, cached on disk (``cache_dir``, default
+        memory_budget: largest share the decoded images may take of this rank's share of the machine's RAM
+            (the RAM divided by the processes training on it) and, on a CUDA device, of the device's free
+            memory (``torch.cuda.mem_get_info``), where the splits then live. Within it, every image is
+            decoded once into a uint8 tensor, cached on disk (``cache_dir``, default
             ``<root>/.template-cache``; rebuilt when a file changes) and trained through the fast
-            in-memory batch path; beyond it, images stream through a DataLoader with ``num_workers``.
+            in-memory batch path; beyond it, images stream through a DataLoader with ``num_workers``
+            (pinned memory on CUDA). Setup says which it chose.
         seed, predict_split, fold, folds: see ``TensorDataModule``; folds divide the images that are not test
             images (with given folders: ``train`` and ``val``), stratified by class.
 
@@ -110,6 +125,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.normalize, self.memory_budget, self.num_workers = normalize, memory_budget, num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".template-cache"
         self.mean, self.std, self.streaming = None, None, False  # mean, std: the training images', in setup
+        self.scales: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # their copies on each device
 
     @cached_property
     def folders(self) -> dict[str, ImageFolder]:
@@ -184,13 +200,17 @@ class ImageFolderDataModule(ImageDataModule):
         samples = self.samples()
         self.split_files = {split: [path for path, _ in samples[split]] for split in SPLITS}
         count = sum(len(samples[split]) for split in SPLITS)
-        if count * self.num_features > self.memory_budget * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"):
+        ranks_here = self.trainer.num_devices if self.trainer is not None else 1
+        fits, limit = memory_plan(count * self.num_features, self.device, ranks_here, self.memory_budget)
+        if not fits:
             self.streaming, self.stream_samples = True, samples
-            rank_zero_warn(f"{self.root}: {count} decoded images would exceed memory_budget={self.memory_budget} of "
-                           f"RAM; streaming them through a DataLoader with {self.num_workers} workers (slower; "
-                           "no augmentation on this path).")
-            self.mean, self.std = self.statistics(self.decode_all(samples["train"][:1000])[0])
+            rank_zero_warn(f"{self.root}: {count} decoded images ({count * self.num_features / 1e6:.0f} MB) would exceed "
+                           f"{limit}; streaming them through a DataLoader with {self.num_workers} workers (slower; no "
+                           "augmentation on this path).")
+            self.mean, self.std, self.scales = *self.statistics(self.decode_all(samples["train"][:1000])[0]), {}
             return
+        rank_zero_info(f"{self.root}: {count} decoded images ({count * self.num_features / 1e6:.0f} MB) in memory on "
+                       f"{self.device}, within {limit}.")
         digest = hashlib.sha256(repr((self.image_shape[1:], self.image_shape[0])).encode())  # and every file's path, size, time
         for split in SPLITS:
             for path, label in samples[split]:
@@ -211,20 +231,37 @@ class ImageFolderDataModule(ImageDataModule):
                     self.cache_dir = folder
                     break
         self.splits = {split: tuple(cached[split]) for split in SPLITS}
-        self.mean, self.std = self.statistics(self.splits["train"][0])
+        self.mean, self.std, self.scales = *self.statistics(self.splits["train"][0]), {}
 
     def statistics(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and (sample) std of uint8 ``images`` scaled to [0, 1], from exact integer sums over chunks of
+        about 16 M pixels: no float copy of the whole set."""
         channels = self.image_shape[0]
         if not self.normalize:
             return torch.zeros(channels), torch.ones(channels)
-        pixels = (images.unsqueeze(1) if images.ndim == 3 else images).float().div(255).transpose(0, 1).reshape(channels, -1)
-        return pixels.mean(1), pixels.std(1).clamp_min(1e-6)
+        stack = images.unsqueeze(1) if images.ndim == 3 else images
+        total, squares = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+        for chunk in stack.split(max(1, 2**24 // max(1, stack[0].numel()))):
+            wide = chunk.to(torch.int32)
+            total += wide.sum(dim=(0, 2, 3), dtype=torch.int64).double()
+            squares += (wide * wide).sum(dim=(0, 2, 3), dtype=torch.int64).double()
+        pixels = stack.shape[0] * stack.shape[2] * stack.shape[3]
+        mean = total / pixels
+        variance = (squares - total * mean) / max(pixels - 1, 1)
+        return (mean / 255).float(), (variance.clamp_min(0).sqrt() / 255).float().clamp_min(1e-6)
+
+    def scale(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std as ``(1, C, 1, 1)`` tensors on ``device``, copied there once (not once per batch)."""
+        if device not in self.scales:
+            shape = (1, self.image_shape[0], 1, 1)
+            self.scales[device] = (self.mean.to(device).view(shape), self.std.to(device).view(shape))
+        return self.scales[device]
 
     def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W) or (N, C, H, W) -> float (N, C, H, W), normalised with the training statistics."""
         images = (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255)
-        shape = (1, self.image_shape[0], 1, 1)
-        return images.sub_(self.mean.to(images.device).view(shape)).div_(self.std.to(images.device).view(shape))
+        mean, std = self.scale(images.device)
+        return images.sub_(mean).div_(std)
 
     def input_columns(self, split: str) -> tuple[list[str], list[list[str]]]:
         return ["file"], [[path] for path in self.split_files[split]]
@@ -233,8 +270,8 @@ class ImageFolderDataModule(ImageDataModule):
         return self.mean.tolist(), self.std.tolist()
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        shape = (1, self.image_shape[0], 1, 1)
-        return images * self.std.to(images.device).view(shape) + self.mean.to(images.device).view(shape)
+        mean, std = self.scale(images.device)
+        return images * std + mean
 
     def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
         if not self.streaming:
@@ -244,5 +281,5 @@ class ImageFolderDataModule(ImageDataModule):
             return self.to_inputs(torch.stack([image for image, _ in items])), torch.tensor([label for _, label in items])
 
         return DataLoader(self.decoded(self.stream_samples[split]), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, collate_fn=collate,
+                          num_workers=self.num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(order_seed(self)))

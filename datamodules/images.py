@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
-from datamodules.tensor import InMemoryDataModule, TensorBatches, order_seed, trainer_state
+from datamodules.tensor import Examples, InMemoryDataModule, TensorBatches, order_seed, seed_for_epoch, trainer_state
 from lightning_models.checks import ConfigError, check_positive
+
+RANK_SEED_STRIDE = 1_000_003  # rank r > 0 draws its augmentation from (seed + r * this, epoch)
 
 
 class ImageBatches(TensorBatches):
     """``TensorBatches`` of a uint8 image tensor kept on the training device. ``augment``: a random horizontal
     flip and a random crop with ``crop_padding``-pixel zero padding, on whole batches, from epoch
-    ``augment_from_epoch`` on; like the order, a function of ``seed`` and the epoch."""
+    ``augment_from_epoch`` on; like the order, a function of ``seed``, the epoch and the rank.
+
+    Every rank draws the same order (each takes its share of it) from one generator; rank 0 draws its augmentation
+    from that generator as it goes on, as a single process does, and rank r > 0 from its own, seeded from
+    ``(seed + r * RANK_SEED_STRIDE, epoch)`` at the start of each pass, so ranks do not flip and shift alike."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
                  epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
@@ -23,22 +29,31 @@ class ImageBatches(TensorBatches):
                  crop_padding: int = 2, augment_from_epoch: int = 0):
         super().__init__(images, labels, batch_size, shuffle, seed, epoch, rank, world_size, transform)
         self.augment, self.crop_padding, self.augment_from_epoch = augment, crop_padding, augment_from_epoch
+        self.draws = self.generator if rank == 0 else torch.Generator(device=images.device)
+        self.pass_started = False
+
+    def __iter__(self) -> Iterator[Examples]:
+        self.pass_started = True
+        yield from super().__iter__()
 
     def batch(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
         if self.augment and epoch >= self.augment_from_epoch:
+            if self.pass_started and self.draws is not self.generator:
+                seed_for_epoch(self.draws, self.seed + RANK_SEED_STRIDE * self.rank, epoch)
+            self.pass_started = False
             images = self.random_flip_and_crop(images)
         return super().batch(images, epoch)
 
     def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
         """Grey (N, H, W) or colour (N, C, H, W) uint8 images, each flipped and shifted on its own (its channels alike)."""
         count, device, padding = images.shape[0], images.device, self.crop_padding
-        flip = torch.rand(count, generator=self.generator, device=device) < 0.5
+        flip = torch.rand(count, generator=self.draws, device=device) < 0.5
         images = torch.where(flip.view(count, *(1,) * (images.ndim - 1)), images.flip(-1), images)
         if not padding:
             return images
         stack = images if images.ndim == 4 else images.unsqueeze(1)
         padded = torch.nn.functional.pad(stack, (padding,) * 4)
-        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.generator, device=device)
+        shifts = torch.randint(0, 2 * padding + 1, (2, count), generator=self.draws, device=device)
         rows = (torch.arange(stack.shape[2], device=device) + shifts[0, :, None])[:, None, :, None]
         cols = (torch.arange(stack.shape[3], device=device) + shifts[1, :, None])[:, None, None, :]
         channels = torch.arange(stack.shape[1], device=device)[None, :, None, None]

@@ -36,8 +36,8 @@ class IrisDataModule(TensorDataModule):
             ``0`` keeps every training row for training, as the source texts do; validation then runs
             on the training rows, so ``val/*`` metrics are the texts' train metrics.
         test_fraction: test share of the ``stratified`` partition.
-        batch_size, standardize, seed, predict_split, fold, folds: see ``TensorDataModule`` (folds are
-            stratified by species for the ``species`` target).
+        batch_size, standardize, seed, predict_split, fold, folds, standardize_target: see ``TensorDataModule``
+            (folds are stratified by species for the ``species`` target).
 
     Example: ``IrisDataModule(target="petal_width", val_fraction=0.2)``.
     """
@@ -45,8 +45,9 @@ class IrisDataModule(TensorDataModule):
     def __init__(self, target: Literal["species", "petal_width", "features"] = "species",
                  partition: Literal["odd_even", "stratified"] = "odd_even", val_fraction: float = 0.2,
                  test_fraction: float = 0.5, batch_size: int | None = None, standardize: bool = True, seed: int = 0,
-                 predict_split: Split = "test", fold: int | None = None, folds: int = 5) -> None:
-        super().__init__(batch_size, standardize, seed, predict_split, fold, folds)
+                 predict_split: Split = "test", fold: int | None = None, folds: int = 5,
+                 standardize_target: bool = False) -> None:
+        super().__init__(batch_size, standardize, seed, predict_split, fold, folds, standardize_target)
         check_choice("target", target, ("species", "petal_width", "features"))
         check_choice("partition", partition, ("odd_even", "stratified"))
         check_fraction("val_fraction", val_fraction)

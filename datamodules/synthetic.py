@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from datamodules.images import RANK_SEED_STRIDE
 from datamodules.tensor import Examples, Split, TensorDataModule, fold_split, order_seed, seed_for_epoch, trainer_state
 from lightning_models.checks import check_choice, check_positive
 
@@ -26,19 +27,20 @@ def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
 
 
 class FreshBatches:
-    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does,
-    from a generator reseeded from ``(seed, epoch)``: a resumed run draws what an uninterrupted one would."""
+    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does, on the
+    training device (no copy per batch), from a generator reseeded from ``(seed + rank * RANK_SEED_STRIDE, epoch)``: a
+    resumed run draws what an uninterrupted one would, and each DDP rank its own batches (rank 0 a single process's)."""
 
     def __init__(self, sample: Callable[[int, torch.Generator], Examples], batch_size: int, steps: int, seed: int,
-                 device: torch.device, epoch: Callable[[], int] | None = None) -> None:
-        self.sample, self.batch_size, self.steps, self.device = sample, batch_size, steps, device
-        self.seed, self.epoch, self.generator = seed, epoch or itertools.count().__next__, torch.Generator()
+                 device: torch.device, epoch: Callable[[], int] | None = None, rank: int = 0) -> None:
+        self.sample, self.batch_size, self.steps, self.device, self.rank = sample, batch_size, steps, device, rank
+        self.seed, self.epoch, self.generator = seed, epoch or itertools.count().__next__, torch.Generator(device=device)
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[Examples]:
-        seed_for_epoch(self.generator, self.seed, self.epoch())
+        seed_for_epoch(self.generator, self.seed + RANK_SEED_STRIDE * self.rank, self.epoch())
         for _ in range(self.steps):
             inputs, targets = self.sample(self.batch_size, self.generator)
             yield inputs.to(self.device), targets.to(self.device)
@@ -67,6 +69,7 @@ class FunctionDataModule(TensorDataModule):
         check_positive("val_size", val_size, integer=True)
         self.function, self.steps_per_epoch, self.val_size = function, steps_per_epoch, val_size
         self.weight, self.bias = polynomial_target()
+        self.target_copies: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.num_features, self.num_outputs = 4 if function == "polynomial" else 1, 1
         self.feature_names, self.output_names = ["x"], ["y"]
         self.transform = "powers_1_to_4" if function == "polynomial" else None
@@ -76,10 +79,14 @@ class FunctionDataModule(TensorDataModule):
         if self.function == "exp":
             return x.unsqueeze(1), torch.exp(x).unsqueeze(1)
         features = torch.stack([x**power for power in range(1, 5)], dim=1)
-        return features, features @ self.weight + self.bias
+        if x.device not in self.target_copies:  # once per device, not a host-to-device copy per fresh batch
+            self.target_copies[x.device] = (self.weight.to(x.device), self.bias.to(x.device))
+        weight, bias = self.target_copies[x.device]
+        return features, features @ weight + bias
 
     def sample(self, count: int, generator: torch.Generator) -> Examples:
-        return self.points((torch.rand if self.function == "exp" else torch.randn)(count, generator=generator))
+        draw = torch.rand if self.function == "exp" else torch.randn
+        return self.points(draw(count, generator=generator, device=generator.device))
 
     def load_splits(self) -> dict[str, Examples]:
         val = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 1))
@@ -88,8 +95,8 @@ class FunctionDataModule(TensorDataModule):
         return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
 
     def train_dataloader(self) -> FreshBatches:
-        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, order_seed(self), self.device,
-                            trainer_state(self, False)[0])
+        epoch, rank, _ = trainer_state(self, True)
+        return FreshBatches(self.sample, self.batch_size, self.steps_per_epoch, order_seed(self), self.device, epoch, rank)
 
     def describe_target(self) -> str:
         return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"

@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from datamodules.scaling import check_finite, fit_scale
 from lightning_models.checks import ConfigError, check_choice, check_positive
 
 Examples = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one split or one batch
@@ -186,12 +187,18 @@ class TensorDataModule(InMemoryDataModule):
             rows are dealt into ``folds`` seeded folds, stratified by class for class targets; this fold
             validates, the others train; the test rows stay as they are.
         folds: the number of folds.
+        standardize_target: give a regression module the training rows' target mean and std (``target_mean``,
+            ``target_std``): ``RegressionModule`` then fits the standardised target and answers in the target's units.
+
+    A column that does not vary over the training rows gets scale 1 (a warning names it).
     """
 
     def __init__(self, batch_size: int | None = None, standardize: bool = True, seed: int = 0,
-                 predict_split: Split = "test", fold: int | None = None, folds: int = 5) -> None:
+                 predict_split: Split = "test", fold: int | None = None, folds: int = 5,
+                 standardize_target: bool = False) -> None:
         super().__init__(batch_size, seed, predict_split, fold, folds)
         self.standardize, self.mean, self.std = standardize, None, None  # mean, std: the training rows', in setup
+        self.standardize_target, self.target_mean, self.target_std = standardize_target, None, None
 
     def load_splits(self) -> dict[str, Examples]:
         """The rows of ``arrays()``'s inputs and targets that ``row_indices()`` gives each split."""
@@ -201,16 +208,33 @@ class TensorDataModule(InMemoryDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:  # setup may be called once per stage
             return
-        splits = self.load_splits()
-        for name, (inputs, _) in splits.items():
-            if inputs.is_floating_point() and len(bad := (~torch.isfinite(inputs)).nonzero()):
-                raise ConfigError(f"{type(self).__name__}: the {name} inputs contain NaN or inf (first at row, column "
-                                  f"{bad[0].tolist()}); clean or impute the data before training.")
+        splits, owner = self.load_splits(), type(self).__name__
+        check_finite(owner, splits)
         self.raw_inputs = {name: inputs for name, (inputs, _) in splits.items()}  # for the predictions CSV
         if self.standardize:
-            self.mean, self.std = splits["train"][0].mean(dim=0), splits["train"][0].std(dim=0).clamp_min(1e-8)
+            self.mean, self.std = fit_scale(splits["train"][0], self.input_names(splits["train"][0].shape[1]), owner, "input")
             splits = {name: (self.standardize_inputs(inputs), targets) for name, (inputs, targets) in splits.items()}
+            check_finite(owner, splits, after="standardising")
+        if self.standardize_target:
+            targets = splits["train"][1]
+            if not targets.is_floating_point():
+                raise ConfigError(f"standardize_target=True: {owner}'s targets are class labels; it takes a numeric "
+                                  "(regression) target, or set standardize_target: false.")
+            targets = targets.reshape(len(targets), -1)
+            names = self.output_names or [f"y{i}" for i in range(targets.shape[1])]
+            self.target_mean, self.target_std = fit_scale(targets, names, owner, "target")
         self.splits = splits
+
+    def input_names(self, width: int) -> list[str]:
+        """The names of the raw input columns (a categorical column's as ``name=level``), or ``x0``, ``x1``..."""
+        levels = self.one_hot_levels()
+        names = [f"{name}={level}" if level is not None else name for name in self.feature_names or []
+                 for level in levels.get(name, [None])]
+        return names if len(names) == width else [f"x{i}" for i in range(width)]
+
+    def one_hot_levels(self) -> dict[str, list[str]]:
+        """Each one-hot encoded column's levels, in the one-hot order (none here)."""
+        return {}
 
     feature_names: list[str] | None = None  # the raw input columns; None: x0, x1, ...
     output_names: list[str] | None = None  # what a regression or reconstruction predicts; None: y0, y1, ...
@@ -222,7 +246,8 @@ class TensorDataModule(InMemoryDataModule):
         classes = getattr(self, "class_names", None) if self.splits["train"][1].dtype == torch.int64 else None
         classes = None if classes is None else [str(name) for name in classes]  # numpy strings are not plain values
         outputs = None if classes else (self.output_names or [f"y{i}" for i in range(self.splits["train"][1].shape[-1])])
-        return {"kind": "table", "features": self.feature_names or [f"x{i}" for i in range(width)], "categorical": {},
+        return {"kind": "table", "features": self.feature_names or [f"x{i}" for i in range(width)],
+                "categorical": self.one_hot_levels(),
                 "transform": self.transform, "mean": None if self.mean is None else self.mean.tolist(),
                 "std": None if self.std is None else self.std.tolist(), "target": getattr(self, "target", None),
                 "class_names": classes, "outputs": outputs}

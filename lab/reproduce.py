@@ -134,18 +134,22 @@ def run_all(experiments: list[Experiment], args: argparse.Namespace,
     return list(rows.values())
 
 
-def machine() -> dict:
-    """The device, the CPU model and the vector extensions float results depend on, the library versions."""
+def machine(accelerator: str = "auto") -> dict:
+    """The device, the CPU model and the vector extensions float results depend on, the library versions. A GPU only
+    where the runs train on one (``--accelerator`` auto or gpu, and CUDA here): a CPU run's report names none."""
     import platform
 
     import torch
 
-    from lightning_models.machine import cpu_info
+    from lightning_models.machine import CUDA_ACCELERATORS, cpu_info, gpu_facts
     from lightning_models.training.run import library_versions
 
     model, flags = cpu_info()
     extensions = [flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]
-    return {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores",
+    gpu = gpu_facts() if accelerator in CUDA_ACCELERATORS and torch.cuda.is_available() else None  # starts no CUDA here
+    return {"device": gpu["name"] if gpu else f"CPU, {os.cpu_count()} cores",
+            "gpu_capability": gpu and gpu["capability"], "cuda": gpu and torch.version.cuda,
+            "cudnn": gpu and torch.backends.cudnn.version(), "gpus_visible": gpu and torch.cuda.device_count(),
             "cpu": model, "cpu_extensions": extensions, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "platform": platform.platform(), "threads": torch.get_num_threads(), **library_versions()}
 
@@ -167,7 +171,7 @@ def report_kind(meta: dict) -> dict:
 
 def kind_of(args: argparse.Namespace) -> dict:
     return {"quick": args.quick, "accelerator": args.accelerator, "registry": shown_path(Path(args.registry).resolve()),
-            "seeds": args.seeds, "split": "one per seed" if args.vary_split else "fixed", "machine": machine()}
+            "seeds": args.seeds, "split": "one per seed" if args.vary_split else "fixed", "machine": machine(args.accelerator)}
 
 
 def other_kind(out: Path, args: argparse.Namespace) -> str | None:

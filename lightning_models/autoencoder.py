@@ -23,7 +23,7 @@ class AutoencoderModule(TaskModule):
         net: ``net(num_features, num_outputs)`` with an ``encode(x)`` method that returns the code:
             ``nets.AutoEncoder`` (default; its ``latent_size``, ``hidden_sizes``, ``activation`` and
             ``latent_activation`` as init_args) or a class of the same shape.
-        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
+        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step``, ``compile`` of ``TaskModule``.
     """
 
     def __init__(self, num_features: int, num_outputs: int, net: NetFactory = AutoEncoder, **kwargs: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,9 @@ class TaskModule(RepeatedUpdates):
             ``global_step`` and ``max_steps`` count Lightning steps, ``train/updates`` the updates; train metrics
             come from the last update of each step; ``accumulate_grad_batches`` needs ``updates_per_step=1``.
             How the updates run: ``lightning_models.repeated_updates`` and docs/speed.md.
+        compile: compile the net with ``torch.compile`` (``nn.Module.compile``, in place: the checkpoint's keys stay
+            ``net.*``). The first steps, and the first call after loading, wait for the compiler; it needs a C
+            compiler on PATH.
 
     Optimization is Lightning's automatic one, so every Trainer flag applies.
     """
@@ -64,6 +68,7 @@ class TaskModule(RepeatedUpdates):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
         updates_per_step: int = 1,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         check_positive("updates_per_step", updates_per_step, integer=True)
@@ -77,6 +82,11 @@ class TaskModule(RepeatedUpdates):
         if not any(parameter.requires_grad for parameter in self.net.parameters()):
             raise ConfigError(f"net {name} has no parameters to train; expected an nn.Module with weights, e.g. "
                               "lightning_models.nets.MLP")
+        if compile:
+            if not any(map(shutil.which, ("cc", "gcc", "clang"))):  # inductor would fail at the first step, at length
+                raise ConfigError("compile=True: torch.compile needs a C compiler (cc, gcc or clang) on PATH and none is "
+                                  "there; install one or leave compile false")
+            self.net.compile()
         try:  # torch checks lr, betas, weight_decay... when the optimizer is built: do it now, not mid-run
             optimizer([nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as error:
@@ -168,9 +178,19 @@ class TaskModule(RepeatedUpdates):
         loss: MeanMetric = getattr(self, f"{stage}_loss")
         if loss.update_count:  # sync_dist: the values are the same on every rank already; says so to Lightning
             self.log(f"{stage}/loss", loss.compute(), prog_bar=True, sync_dist=True)
-            self.log_dict(metrics.compute(), sync_dist=True)
+            self.log_dict({**metrics.compute(), **self.step_axis()}, sync_dist=True)
         loss.reset()
         metrics.reset()
+
+    def step_axis(self) -> dict[str, float]:
+        """The x of the epoch's points, as Lightning reads a logged ``step``: ``global_step``, the steps done, where
+        the panels draw too (Lightning's own x for epoch-end points is one less during fit). With ``step`` logged
+        Lightning adds no ``epoch``: it is logged during fit only, since outside fit Lightning's ``current_epoch`` counts
+        the epochs done, one past the last. At step 0 Lightning's own x and epoch are these already."""
+        if not self.global_step:
+            return {}
+        fitting = self.trainer.state.fn == "fit"
+        return {"step": float(self.global_step), **({"epoch": float(self.current_epoch)} if fitting else {})}
 
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         # On an accelerator the check is a host sync: do it every 50 steps there, every step on CPU.

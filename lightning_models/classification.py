@@ -23,7 +23,7 @@ OUTPUT_ACTIVATIONS = {
 
 
 class ClassificationModule(TaskModule):
-    """Multiclass classifier. Metrics: ``acc`` and macro ``f1`` per stage.
+    """Multiclass classifier. Metrics: ``acc`` (the share of rows right) and ``f1``, the macro F1, per stage.
 
     Args:
         num_features, num_outputs, net: see ``TaskModule``; ``num_outputs`` is the number of classes,
@@ -34,7 +34,7 @@ class ClassificationModule(TaskModule):
             ``sigmoid_softmax`` (text 000) or ``identity``. Ignored by ``cross_entropy``.
         label_smoothing: of the ``cross_entropy`` training loss, in [0, 1) (validation and test
             losses are plain cross-entropy, comparable across configs).
-        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
+        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step``, ``compile`` of ``TaskModule``.
     """
 
     def __init__(

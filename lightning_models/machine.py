@@ -1,14 +1,18 @@
-"""What runs this: the CPU (model, native bfloat16), the GPU, the code's commit; and the precision ``auto`` means here."""
+"""What runs this: the CPU (model, native bfloat16), the GPU (compute capability, CUDA and cuDNN), the code's commit;
+and the precision ``auto`` means here."""
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
+CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 
 
 def cpu_info() -> tuple[str, set[str]]:
@@ -32,18 +36,55 @@ def cpu_has_native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
+def read_gpu(index: int) -> dict[str, Any]:
+    """Name, compute capability and native bfloat16 (torch's ``is_bf16_supported(including_emulation=False)``: no
+    emulated bf16, which Turing and Volta would answer True to) of visible CUDA device ``index``. Initialises CUDA."""
+    major, minor = torch.cuda.get_device_capability(index)
+    native = (torch.cuda.is_bf16_supported(including_emulation=False) if index == torch.cuda.current_device()
+              else major >= 8)
+    return {"name": torch.cuda.get_device_name(index), "capability": f"{major}.{minor}", "native_bf16": native}
+
+
+def gpu_facts(index: int = 0) -> dict[str, Any]:
+    """``read_gpu(index)`` without initialising CUDA in this process while it is not yet: once CUDA runs, Lightning
+    can no longer fork its processes (``ddp_fork``, a notebook's several devices), so a forked child reads the device
+    (the only cost: its CUDA start-up) until this process has started CUDA itself, or where there is no fork."""
+    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+        return read_gpu(index)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        return pool.apply(read_gpu, (index,))
+
+
 def auto_precision(accelerator: Any = "auto") -> str:
-    """``bf16-mixed`` where bfloat16 runs in hardware (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX),
-    else ``32-true``: on other CPUs bfloat16 is emulated and slower than 32-bit."""
-    if str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    """What ``precision: auto`` means here: native precisions only.
+
+    On a CUDA GPU (``accelerator`` auto, gpu or cuda): ``bf16-mixed`` from compute capability 8.0 (Ampere) on, where
+    bfloat16 runs in hardware; ``16-mixed`` (Lightning's gradient scaler) on 7.x (Volta, Turing: fp16 tensor cores,
+    bfloat16 only emulated); ``32-true`` before 7.0, which has no tensor cores. Elsewhere ``bf16-mixed`` on a CPU
+    with AVX512-BF16 or AMX, else ``32-true``: emulated bfloat16 is several times slower than 32-bit.
+    """
+    if str(accelerator) in CUDA_ACCELERATORS and torch.cuda.is_available():
+        facts = gpu_facts()
+        if facts["native_bf16"]:
+            return "bf16-mixed"
+        return "16-mixed" if int(facts["capability"].split(".")[0]) >= 7 else "32-true"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
-def machine_record(device: torch.device) -> dict[str, Any]:
-    """The hardware a run's numbers come from, for ``metrics.json`` and the HParams tab."""
+def machine_record(device: torch.device, trainer: pl.Trainer | None = None) -> dict[str, Any]:
+    """The hardware a run's numbers come from, for ``metrics.json`` and the HParams tab: the CPU; for a CUDA run its
+    GPU's name and compute capability, the CUDA and cuDNN versions torch runs, the GPUs this process sees and whether
+    cuDNN benchmarks its algorithms (``trainer.benchmark``); a CPU run names no GPU. Also the run's world size
+    (processes over all nodes) and torch's float32 matmul precision (``--float32_matmul_precision``)."""
+    cuda = device.type == "cuda"
+    gpu = gpu_facts(device.index or 0) if cuda else {}
     return {"cpu": cpu_info()[0], "cpu_native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+            "gpu": gpu.get("name"), "gpu_capability": gpu.get("capability"),
+            "cuda": torch.version.cuda if cuda else None, "cudnn": torch.backends.cudnn.version() if cuda else None,
+            "gpus_visible": torch.cuda.device_count() if cuda else None,
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if cuda else None,
+            "world_size": trainer.world_size if trainer is not None else 1,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def code_record() -> dict[str, Any] | None:
@@ -59,6 +100,11 @@ def code_record() -> dict[str, Any] | None:
 
 def describe() -> str:
     """What ``precision: auto`` picks on this machine, and why (``python scripts/machine.py``)."""
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    if torch.cuda.is_available():
+        facts = gpu_facts()
+        gpu = (f"{facts['name']} (compute capability {facts['capability']}; native bfloat16: "
+               f"{'yes' if facts['native_bf16'] else 'no'}), {torch.cuda.device_count()} visible; CUDA {torch.version.cuda}")
+    else:
+        gpu = "none"
     return (f"CPU: {cpu_info()[0]}; native bfloat16 (avx512_bf16 or amx_bf16): {'yes' if cpu_has_native_bf16() else 'no'}; "
             f"torch threads: {torch.get_num_threads()}\nGPU: {gpu}\nprecision auto -> {auto_precision()}")

@@ -37,6 +37,10 @@ class RegressionModule(TaskModule):
         loss: ``mse``, or ``smooth_l1`` (PyTorch's polynomial example, which text 003 follows).
         **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
 
+    ``target_mean``/``target_std`` (buffers, saved in the checkpoint): the datamodule's, when it standardises the
+    target (``standardize_target``; else 0 and 1). The net then fits the standardised target, the loss is computed on
+    that scale, and ``forward``, the metrics, the panels and every prediction are in the target's units.
+
     Example: ``RegressionModule(3, 1, net=functools.partial(MLP, hidden_sizes=[6], activation="sigmoid"))``.
     """
 
@@ -57,13 +61,28 @@ class RegressionModule(TaskModule):
         metrics = {"mse": MeanSquaredError(), "rmse": MeanSquaredError(squared=False), "r2": R2Score(),
                    "max_abs_error": MaxAbsoluteError()}
         self.init_metrics(MetricCollection(metrics))
+        self.register_buffer("target_mean", torch.zeros(num_outputs))
+        self.register_buffer("target_std", torch.ones(num_outputs))
+
+    def setup(self, stage: str) -> None:
+        # Lightning sets the datamodule up first; a checkpoint being restored overwrites these with its own afterwards
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "target_mean", None) is not None:
+            self.target_mean.copy_(datamodule.target_mean.reshape(self.target_mean.shape))
+            self.target_std.copy_(datamodule.target_std.reshape(self.target_std.shape))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        for name in ("target_mean", "target_std"):  # a checkpoint from before the target was standardised: 0 and 1
+            checkpoint["state_dict"].setdefault(name, getattr(self, name).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x) * self.target_std + self.target_mean
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, targets = batch
-        predictions = self(inputs)
-        loss = (F.mse_loss if self.hparams.loss == "mse" else F.smooth_l1_loss)(predictions, targets)
+        scaled = self.net(inputs)
+        loss = (F.mse_loss if self.hparams.loss == "mse" else F.smooth_l1_loss)(scaled, (targets - self.target_mean) / self.target_std)
+        predictions = scaled * self.target_std + self.target_mean
         # torchmetrics' R2 wants 1-D tensors for a single output.
         return loss, predictions.squeeze(-1), targets.squeeze(-1)

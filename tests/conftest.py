@@ -12,6 +12,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,6 +21,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker (and the runs
     import torch
 
     torch.set_num_threads(1)
+    gpus = torch.cuda.device_count()  # NVML: starts no CUDA, so the worker's GPU can still be chosen
+    if gpus > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:  # a GPU per worker, in turn, not all on the first
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")) % gpus)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -70,7 +74,8 @@ def run_train(args: list[str], cwd: Path, extra_path: Path | None = None, timeou
             logger.setLevel(level)
         del sys.path[: len(added)]
         for name in set(sys.modules) - before:  # a package the run imported from the test's folder: gone with it
-            if added and str(getattr(sys.modules[name], "__file__", "") or "").startswith(added[0]):
+            # (not the project's own modules when that folder is ROOT: a second copy of a class is another class)
+            if added and Path(added[0]).resolve() != ROOT and str(getattr(sys.modules[name], "__file__", "") or "").startswith(added[0]):
                 del sys.modules[name]
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
@@ -81,6 +86,41 @@ def build_from_config(config: str | Path, *overrides: str):
 
     parts = build(config, *overrides)
     return parts.model, parts.datamodule, parts.trainer
+
+
+# (name, compute capability) of the GPU kinds users train on; None: a machine without CUDA
+GPUS = {"A100": ("NVIDIA A100-SXM4-40GB", (8, 0)), "H100": ("NVIDIA H100 80GB HBM3", (9, 0)), "T4": ("Tesla T4", (7, 5)),
+        "V100": ("Tesla V100-SXM2-16GB", (7, 0)), "P100": ("Tesla P100-PCIE-16GB", (6, 0)), "CPU": None}
+
+
+def fake_machine(monkeypatch: pytest.MonkeyPatch, flags: set[str], gpu: str = "CPU", count: int = 1,
+                 readers: Path | None = None, free_memory: int = 15 << 30) -> None:
+    """A CPU with ``flags`` and ``count`` GPUs of kind ``gpu``, faked beneath the functions torch and Lightning call:
+    ``device_count`` (Lightning counts devices with it; ``is_available`` is ``device_count() > 0`` under Lightning's
+    NVML check), ``current_device`` and ``get_device_properties``, which torch's own ``get_device_capability``,
+    ``get_device_name`` and ``is_bf16_supported`` read; and the tensor ``is_bf16_supported`` tries with
+    ``including_emulation=True``, which succeeds on every CUDA GPU (Turing and Volta emulate bfloat16).
+    ``readers``: a file the pid of every process that asks for the device's properties is appended to;
+    ``free_memory``: what ``torch.cuda.mem_get_info`` says is free of the 16 GB of each GPU."""
+    import torch
+
+    from lightning_models import machine
+
+    name, (major, minor) = GPUS[gpu] or ("", (0, 0))
+    monkeypatch.setattr(machine, "cpu_info", lambda: ("Fake CPU", flags))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if GPUS[gpu] else 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: torch.cuda.device_count() > 0)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    def properties(device=None):
+        if readers is not None:
+            with open(readers, "a") as pids:
+                pids.write(f"{os.getpid()}\n")
+        return SimpleNamespace(name=name, major=major, minor=minor, total_memory=16 << 30)
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_memory, 16 << 30))
 
 
 @pytest.fixture

@@ -98,3 +98,17 @@ def test_the_runs_own_checkpoints_still_load_on_every_stage(trained: Path, tmp_p
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     record = json.loads((checkpoints_of(tmp_path).parent / "metrics.json").read_text())
     assert record["epochs"] == 3 and record["global_step"] == 3  # continued in its own folder from epoch 2: one full batch an epoch
+
+
+def test_an_export_given_as_ckpt_path_points_to_load_export(trained: Path, tmp_path: Path) -> None:
+    """A ``.onnx`` / ``.pt2`` model or an export folder is not "damaged": it is named as what it is."""
+    from lightning_models.inference.export import export
+
+    out = tmp_path / "export"
+    export(best_of(trained), out, "numpy")
+    for given in (out, out / "model.npz"):
+        done = run_train(["test", *IRIS, "--ckpt_path", str(given)], tmp_path)
+        assert done.returncode == 2, done.stderr[-3000:]
+        (line,) = error_lines(done)
+        assert line.startswith(f"error: {given}: ") and f"load_export('{out}')" in line and str(best_of(trained)) in line
+    assert not (tmp_path / "lightning_logs").exists()

@@ -54,7 +54,7 @@ def test_categorical_columns_are_one_hot_and_regression_is_detected(tmp_path):
                          standardize=False)
     assert data.task == "regression" and data.num_outputs == 1 and data.num_features == 2 + 3
     rows = list(csv.DictReader((tmp_path / "table.csv").open()))
-    first = data.table.inputs[0]  # a, one-hot colour (blue, green, red: sorted), b
+    first = data.encoded.inputs[0]  # a, one-hot colour (blue, green, red: sorted), b
     colours = ["blue", "green", "red"]
     assert first.tolist() == pytest.approx([float(rows[0]["a"]), *[float(rows[0]["colour"] == c) for c in colours],
                                             float(rows[0]["b"])])
@@ -92,8 +92,10 @@ def test_regression_trains_from_the_example_config(tmp_path):
     (None, {}, "no such file"),
     ("a,b\n1,2\n3,4\n", {"target": "label"}, "the columns are a, b"),
     ("a,b,label\n1,x,0\n2,y,1\n", {}, "column 'b' is not numeric ('x' at line 2)"),
-    ("a,label\n1,0\n,1\n3,0\n", {}, "line 3, column 'a' is empty or NaN"),
-    ("a,label\n1,0\nnan,1\n", {}, "line 3, column 'a' is empty or NaN"),
+    ("a,label\n1,0\n,1\n3,0\n", {}, "1 empty or NaN cells in 1 rows (line 3, column 'a'); set missing: drop"),
+    ("a,label\n1,0\nnan,1\n", {}, "1 empty or NaN cells in 1 rows (line 3, column 'a'); set missing: drop"),
+    ("a,label\n1,0\n1e39,1\n", {}, "line 3, column 'a': 1e39 is beyond float32's range"),
+    ("a,label\n1,0\n2,-1e39\n", {"task": "regression"}, "line 3, column 'label': -1e39 is beyond float32's range"),
     ("a,label\n1,yes\n2,yes\n", {}, "one class only ('yes')"),
     ("a,label\n1,0\n2\n", {}, "line 3 has 1 cells; the header has 2"),
     ("a,label\n1,x\n2,y\n", {"task": "regression"}, "needs a numeric target"),
@@ -226,6 +228,6 @@ def test_a_file_whose_delimiter_cannot_be_told_names_it_and_the_option(tmp_path)
     path.write_text("a b label\n1 2 x\n3 4 y\n")
     with pytest.raises(ConfigError, match=r"spaces.csv: cannot tell .*set delimiter"):
         _ = CSVDataModule(str(path), target="label").num_features
-    assert CSVDataModule(str(path), target="label", delimiter=" ").num_features == 2
+    assert CSVDataModule(str(path), target="label", delimiter=" ").table.features == ["a", "b"]
     with pytest.raises(ConfigError, match=r"delimiter=', ' is invalid"):
         CSVDataModule(str(path), target="label", delimiter=", ")

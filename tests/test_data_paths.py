@@ -4,6 +4,7 @@ a path that is not there is named absolute, with the rule."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import yaml
 
 from lightning_models import build
 from lightning_models.checks import ConfigError
-from tests.conftest import CONFIGS
-from tests.helpers import wine_csv
+from tests.conftest import CONFIGS, ROOT, run_train
+from tests.helpers import run_script, wine_csv
 
 QUIET = ["--trainer.logger=false", "--progress_bar=null", "--trainer.enable_model_summary=false"]
 
@@ -53,8 +54,28 @@ def test_a_later_config_that_sets_the_path_decides_its_folder(project, tmp_path)
 def test_a_path_on_the_command_line_is_relative_to_the_working_folder(project, tmp_path):
     wine_csv(tmp_path / "elsewhere" / "here.csv")
     config = project / "configs" / "examples" / "csv_classification.yaml"
-    datamodule = build(str(config), "--data.init_args.path=here.csv", *QUIET).datamodule
-    assert Path(datamodule.path).resolve() == tmp_path / "elsewhere" / "here.csv"
+    for option in (["--data.init_args.path=here.csv"], ["--data.path", "here.csv"]):
+        parts = build(str(config), *option, *QUIET)
+        assert Path(parts.datamodule.path) == tmp_path / "elsewhere" / "here.csv"
+        assert parts.config.data.init_args.path == str(tmp_path / "elsewhere" / "here.csv")  # absolute: config.yaml holds this
+
+
+def test_a_run_trained_on_a_relative_command_line_path_evaluates_from_another_folder(tmp_path):
+    """docs/own-data.md: the run's config.yaml holds the absolute path used, so scripts/evaluate.py RUN works anywhere."""
+    (tmp_path / "here" / "data").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    wine_csv(tmp_path / "here" / "data" / "wine.csv")
+    done = run_train(["fit", "--config", str(CONFIGS / "examples" / "csv_classification.yaml"), "--data.init_args.path",
+                      "data/wine.csv", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+                      "--trainer.precision=32-true"], tmp_path / "here")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "here" / "lightning_logs" / "csv_classification" / "version_0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]["path"] == str(tmp_path / "here" / "data" / "wine.csv")
+    evaluated = run_script(ROOT / "scripts" / "evaluate.py", str(run), cwd=tmp_path / "elsewhere")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout[: evaluated.stdout.rindex("}") + 1])
+    assert metrics["test/acc"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test"]["test/acc"], abs=1e-6)
+    assert (run / "predictions.csv").is_file() and not (tmp_path / "elsewhere" / "lightning_logs").exists()
 
 
 def test_a_missing_path_is_named_absolute_with_the_rule(project):

@@ -15,7 +15,7 @@ from PIL import Image
 from datamodules import ImageFolderDataModule, image_folder
 from datamodules.image_folder import Decoded
 from lightning_models.checks import ConfigError
-from tests.conftest import CONFIGS, run_train
+from tests.conftest import CONFIGS, fake_machine, run_train
 from tests.helpers import IMAGE_CLASSES, assert_cross_validation, event_tags, write_folder
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -129,6 +129,49 @@ def test_beyond_the_memory_budget_images_stream_and_still_train(tmp_path):
         data.setup()
     images = torch.cat([inputs for split in ("train", "val", "test") for inputs, _ in data.batches(split, False)])
     assert images.shape == (90, 1, 28, 28)
+
+
+def test_the_in_memory_path_budgets_against_each_rank_s_share_and_a_gpu_s_free_memory(monkeypatch):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpu = torch.device("cpu")
+    assert image_folder.memory_plan(int(0.3 * ram), cpu, 1, 0.5) == (True, f"memory_budget=0.5 of the RAM ({0.5 * ram / 1e6:.0f} MB)")
+    fits, limit = image_folder.memory_plan(int(0.3 * ram), cpu, 2, 0.5)  # two ranks on this machine: each its quarter
+    assert not fits and limit == f"memory_budget=0.5 of 1/2 of the RAM ({0.25 * ram / 1e6:.0f} MB)"
+    fake_machine(monkeypatch, {"avx2"}, "T4", free_memory=4 << 30)
+    gpu = torch.device("cuda", 0)
+    assert image_folder.memory_plan(3 << 30, gpu, 1, 0.5) == (False, f"memory_budget=0.5 of the free memory of cuda:0 "
+                                                                   f"({0.5 * (4 << 30) / 1e6:.0f} MB)")
+    assert image_folder.memory_plan(1 << 30, gpu, 1, 0.5)[0]
+
+
+def test_setup_says_which_path_it_chose_and_streams_pinned_beyond_the_gpu_s_memory(tmp_path, monkeypatch, caplog):
+    root = write_folder(tmp_path / "images", per_class=10)
+    data = ImageFolderDataModule(str(root), batch_size=8, num_workers=0)
+    with caplog.at_level("INFO"):
+        data.setup()
+    assert re.search(r"30 decoded images \(0 MB\) in memory on cpu, within memory_budget=0.5 of the RAM", caplog.text)
+    assert data.batches("train", shuffle=True).__class__.__name__ == "ImageBatches"
+    fake_machine(monkeypatch, {"avx2"}, "T4", free_memory=30 * 784)  # less than twice the decoded set: over budget
+    monkeypatch.setattr(ImageFolderDataModule, "device", property(lambda self: torch.device("cuda", 0)))
+    data = ImageFolderDataModule(str(root), batch_size=8, num_workers=0)
+    with pytest.warns(UserWarning, match=r"would exceed memory_budget=0.5 of the free memory of cuda:0 .*streaming"):
+        data.setup()
+    loader = data.batches("train", shuffle=True)
+    assert loader.pin_memory  # pinned pages: Lightning's copies to the GPU are non-blocking
+
+
+def test_statistics_come_from_exact_sums_and_the_normalisation_is_copied_to_a_device_once(tmp_path):
+    root = write_folder(tmp_path / "colour", per_class=10, colour=True)
+    data = ImageFolderDataModule(str(root), batch_size=8, num_workers=0)
+    data.setup()
+    train = data.splits["train"][0].double().div(255).transpose(0, 1).reshape(3, -1)  # an independent float64 reference
+    torch.testing.assert_close(data.mean.double(), train.mean(1), atol=1e-7, rtol=0)
+    torch.testing.assert_close(data.std.double(), train.std(1), atol=1e-7, rtol=0)
+    first, again = data.scale(torch.device("cpu")), data.scale(torch.device("cpu"))
+    assert first[0] is again[0] and first[1] is again[1] and first[0].shape == (1, 3, 1, 1)
+    batch = data.splits["train"][0][:4]
+    torch.testing.assert_close(data.to_inputs(batch), (batch.double() / 255 - data.mean.double().view(1, 3, 1, 1))
+                               .div(data.std.double().view(1, 3, 1, 1)).float(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("damage", ["undecodable", "mixed_sizes", "empty_class", "one_class", "missing"])

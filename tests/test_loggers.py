@@ -64,9 +64,10 @@ def test_mlflow_logger_gets_readable_parameters_and_the_final_metrics(tmp_path):
     assert not [key for key in params if key.startswith("_") or "init_args" in key or "class_path" in key]
 
 
-def hparams_in_events(run: Path) -> tuple[dict, list[str]]:
-    """The HParams tab's record in a run's event files: hyperparameter values and metric names."""
-    values, metrics = {}, []
+def hparams_in_events(run: Path) -> tuple[dict, list[str], list[str]]:
+    """The HParams tab's record in a run's event files: hyperparameter values, metric names, and the hyperparameter
+    columns in the order TensorBoard's backend gives them (backend_context: ``differs`` first, then by name)."""
+    values, metrics, columns = {}, [], []
     for path in sorted(run.glob("events.out.tfevents.*")):
         for event in EventFileLoader(str(path)).Load():
             for value in event.summary.value:
@@ -78,7 +79,9 @@ def hparams_in_events(run: Path) -> tuple[dict, list[str]]:
                         values[key] = given.WhichOneof("kind") and getattr(given, given.WhichOneof("kind"))
                 if data.HasField("experiment"):
                     metrics += [info.name.tag for info in data.experiment.metric_infos]
-    return values, metrics
+                    infos = sorted(data.experiment.hparam_infos, key=lambda info: (not info.differs, info.name))
+                    columns += [info.name for info in infos]
+    return values, metrics, columns
 
 
 def test_tensorboard_hparams_are_the_readable_ones_with_the_final_metrics(tmp_path):
@@ -86,11 +89,13 @@ def test_tensorboard_hparams_are_the_readable_ones_with_the_final_metrics(tmp_pa
                       "--log_hparams", '{"model.init_args.net.init_args.hidden_sizes": "[8]"}'], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "lightning_logs" / "iris_logistic_regression" / "version_0"
-    values, metrics = hparams_in_events(run)
+    values, metrics, columns = hparams_in_events(run)
     run_record = {key: values.pop(key) for key in list(values) if key == "precision" or key.startswith(("machine/", "code/"))}
     assert run_record["precision"] == "32-true"  # the machine and commit entries are checked in test_precision
     assert values == {"net": "MLP", "optimizer": "Adam", "optimizer.lr": 0.05, "num_features": 4.0, "num_outputs": 3.0,
                       "updates_per_step": 50.0, "scheduler": "None", "net.hidden_sizes": "[8]"}
+    # The config's own columns first (the table shows the first five), the machine stamp after them
+    assert columns[:len(values)] == sorted(values) and set(columns[len(values):]) == set(run_record)
     recorded = json.loads((run / "metrics.json").read_text())
     assert sorted(metrics) == sorted(f"final_{stage}/{name}" for stage in ("val", "test") for name in ("loss", "acc", "f1"))
     assert recorded["test"]["test/acc"] > 0.8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import warnings
 
@@ -14,7 +15,7 @@ from lightning_models import build, machine, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.nets import FashionCNN
 from lightning_models.training.trainer import Trainer
-from tests.conftest import CONFIGS, ROOT, build_from_config
+from tests.conftest import CONFIGS, GPUS, ROOT, build_from_config, fake_machine
 from tests.helpers import write_idx
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false",
@@ -77,27 +78,50 @@ def test_bf16_mixed_reaches_the_accuracy_of_32_bit_on_iris(tmp_path, monkeypatch
     assert abs(accuracy["bf16-mixed"] - accuracy["32-true"]) <= 0.04, accuracy
 
 
-def fake_machine(monkeypatch, flags: set[str], cuda: bool = False, cuda_bf16: bool = False) -> None:
-    monkeypatch.setattr(machine, "cpu_info", lambda: ("Fake CPU", flags))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: cuda_bf16)
-
-
-@pytest.mark.parametrize(("flags", "cuda", "cuda_bf16", "accelerator", "expected"), [
-    ({"avx2", "avx512f", "avx512_bf16"}, False, False, "auto", "bf16-mixed"),   # Zen 4 / Cooper Lake and newer
-    ({"avx2", "amx_bf16", "amx_tile"}, False, False, "auto", "bf16-mixed"),     # Sapphire Rapids: AMX only listed
-    ({"avx2", "avx512f"}, False, False, "auto", "32-true"),                      # AVX-512 without its bf16 part
-    ({"avx2"}, False, False, "cpu", "32-true"),
-    (set(), True, True, "auto", "bf16-mixed"),                                   # Ampere and newer
-    (set(), True, True, "gpu", "bf16-mixed"),
-    (set(), True, False, "cuda", "32-true"),                                     # Volta, Turing: no bf16
-    ({"avx2"}, True, True, "cpu", "32-true"),                                    # a GPU the run does not use
-    ({"avx512_bf16"}, True, False, "cpu", "bf16-mixed"),
+@pytest.mark.parametrize(("gpu", "emulated", "native", "expected"), [
+    ("A100", True, True, "bf16-mixed"),   # Ampere: bfloat16 tensor cores
+    ("H100", True, True, "bf16-mixed"),   # Hopper
+    ("T4", True, False, "16-mixed"),      # Turing: fp16 tensor cores; bfloat16 only emulated (the old auto took it)
+    ("V100", True, False, "16-mixed"),    # Volta: the same
+    ("P100", True, False, "32-true"),     # Pascal: no tensor cores
+    ("CPU", False, False, "32-true"),     # no CUDA: the CPU's rule (an AVX2 CPU here)
 ])
-def test_auto_precision_is_bf16_mixed_exactly_where_bfloat16_runs_in_hardware(monkeypatch, flags, cuda, cuda_bf16,
-                                                                              accelerator, expected):
-    fake_machine(monkeypatch, flags, cuda, cuda_bf16)
+def test_auto_precision_on_each_gpu_kind_is_native_and_follows_torchs_bf16_check(monkeypatch, gpu, emulated, native,
+                                                                                  expected):
+    fake_machine(monkeypatch, {"avx2"}, gpu)
+    assert torch.cuda.is_bf16_supported() == emulated  # torch's own function, its default counting emulation
+    assert torch.cuda.is_bf16_supported(including_emulation=False) == native
+    capability = GPUS[gpu][1] if GPUS[gpu] else None
+    assert (torch.cuda.get_device_capability() if capability else None) == capability
+    assert machine.auto_precision("auto") == machine.auto_precision("gpu") == expected
+    assert machine.auto_precision("cpu") == "32-true"  # a GPU the run does not use
+
+
+@pytest.mark.parametrize(("flags", "accelerator", "expected"), [
+    ({"avx2", "avx512f", "avx512_bf16"}, "auto", "bf16-mixed"),   # Zen 4 / Cooper Lake and newer
+    ({"avx2", "amx_bf16", "amx_tile"}, "auto", "bf16-mixed"),     # Sapphire Rapids: AMX only listed
+    ({"avx2", "avx512f"}, "auto", "32-true"),                      # AVX-512 without its bf16 part
+    ({"avx2"}, "cpu", "32-true"),
+])
+def test_auto_precision_on_a_cpu_is_bf16_mixed_exactly_where_bfloat16_runs_in_hardware(monkeypatch, flags, accelerator,
+                                                                                       expected):
+    fake_machine(monkeypatch, flags)
     assert machine.auto_precision(accelerator) == expected
+    fake_machine(monkeypatch, flags, "H100")
+    assert machine.auto_precision("cpu") == expected  # the CPU's rule when the run leaves the GPU alone
+
+
+@pytest.mark.parametrize("initialised", [False, True])
+def test_reading_the_gpu_starts_no_cuda_here_until_cuda_runs(tmp_path, monkeypatch, initialised):
+    """Reading a device's properties initialises CUDA, after which Lightning cannot fork (ddp_fork, notebooks): until
+    this process has started CUDA, a forked child reads them; once it has, this process does."""
+    readers = tmp_path / "pids"
+    fake_machine(monkeypatch, {"avx2"}, "A100", readers=readers)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: initialised)
+    assert machine.auto_precision() == "bf16-mixed"
+    assert machine.gpu_facts() == {"name": "NVIDIA A100-SXM4-40GB", "capability": "8.0", "native_bf16": True}
+    pids = [int(line) for line in readers.read_text().split()]
+    assert pids and all((pid == os.getpid()) == initialised for pid in pids), pids
 
 
 @pytest.mark.parametrize("flags", [{"avx2", "avx512_bf16"}, {"avx2"}])
@@ -113,7 +137,9 @@ def test_auto_precision_is_resolved_before_the_trainer_and_recorded_in_config_me
     record = json.loads((result.folder / "metrics.json").read_text())
     assert record["precision"] == expected
     assert record["machine"] == {"cpu": "Fake CPU", "cpu_native_bf16": expected == "bf16-mixed",
-                                 "threads": torch.get_num_threads(), "gpu": None}
+                                 "threads": torch.get_num_threads(), "gpu": None, "gpu_capability": None, "cuda": None,
+                                 "cudnn": None, "gpus_visible": None, "cudnn_benchmark": None, "world_size": 1,
+                                 "float32_matmul_precision": torch.get_float32_matmul_precision()}  # a CPU run: no GPU
     hparams = yaml.safe_load((result.folder / "hparams.yaml").read_text())
     assert hparams["precision"] == expected and hparams["machine/cpu"] == "Fake CPU"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)

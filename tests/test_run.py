@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -156,3 +157,44 @@ def test_validation_panels_draw_once_per_validation(in_tmp):
     steps = [event.step for event in accumulator.Images("val/confusion_matrix")]
     assert steps == [1, 2, 3]  # one per epoch's validation; the best checkpoint's re-validation draws none
     assert [event.step for event in accumulator.Images("test/confusion_matrix")] == [3]
+
+
+class NetTraced(pl.Callback):
+    """Whether the module's net is being traced by torch.compile when it runs (a forward hook traces with it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.net.register_forward_hook(lambda *_: self.seen.append(torch.compiler.is_compiling()))
+
+
+@pytest.mark.slow  # torch.compile's first steps, and the first prediction after loading, wait for the compiler
+def test_compile_trains_like_the_plain_net_and_its_checkpoint_loads(in_tmp):
+    import shutil
+
+    import lightning_models
+    from lightning_models import run
+
+    if not any(map(shutil.which, ("cc", "gcc", "clang"))):
+        pytest.skip("torch.compile needs a C compiler (cc, gcc or clang) on PATH")
+    options = [CONFIGS / "iris_mlp_classifier.yaml", "--trainer.max_epochs=2", "--trainer.logger=false",
+               "--trainer.precision=32-true", *QUIET]
+    traced = {False: NetTraced(), True: NetTraced()}
+    plain = run(*options, callbacks=[traced[False]])
+    compiled = run(*options, "--model.init_args.compile=true", callbacks=[traced[True]])
+    for stage in ("train", "val", "test"):
+        loss = f"{stage}/loss"
+        assert compiled.metrics[stage][loss] == pytest.approx(plain.metrics[stage][loss], rel=1e-4, abs=1e-6), stage
+    weights = [torch.load(result.checkpoints["best"], weights_only=False)["state_dict"] for result in (plain, compiled)]
+    assert list(weights[1]) == list(weights[0]) and all(key.startswith("net.") for key in weights[1] if "_metrics" not in key)
+    assert True in traced[True].seen and True not in traced[False].seen  # the compiled run's net went through dynamo
+    flower = [{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5}]
+    torch.compiler.reset()  # as in a fresh process: the nets compiled above share torch's cache and its recompile limit
+    loaded = lightning_models.load(compiled.checkpoints["best"])
+    assert loaded.module.hparams.compile is True
+    seen: list[bool] = []
+    loaded.module.net.register_forward_hook(lambda *_: seen.append(torch.compiler.is_compiling()))
+    np.testing.assert_allclose(loaded.predict(flower).outputs, lightning_models.load(plain.checkpoints["best"]).predict(flower).outputs,
+                               rtol=1e-4, atol=1e-6)
+    assert seen == [True]  # loaded, the net is compiled again: the hook ran while dynamo traced it, and only then

@@ -20,6 +20,7 @@ import pytest
 from lightning_models import run
 from tests.conftest import CONFIGS
 from tests.helpers import free_port, write_idx
+from tests.test_step_axis import OPTIONS, FitValidations
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -34,7 +35,10 @@ RUNS = {
                                          "--trainer.max_epochs=2"],
     "fashion_cnn": ["--config", str(CONFIGS / "fashion_cnn.yaml"), "--data.data_dir=tiny", "--data.val_size=16",
                     "--data.batch_size=16", "--data.download=false", "--trainer.max_steps=1"],
+    # a validation loss that does not end at its best: the curve must end at the last epoch all the same
+    "iris_climbing": ["--config", str(CONFIGS / "iris_mlp_classifier.yaml"), "--experiment_name=iris_climbing", *OPTIONS],
 }
+CLIMBING = FitValidations()
 EXPECTED_IMAGES = {
     "iris_mlp_classifier": {"val/confusion_matrix", "test/confusion_matrix"},
     "iris_mlp_regressor": {"val/observed_vs_predicted", "test/observed_vs_predicted"},
@@ -51,8 +55,8 @@ def log_dir(tmp_path_factory) -> Path:
     here = os.getcwd()
     os.chdir(root)
     try:
-        for args in RUNS.values():
-            run(*args, *QUIET)
+        for name, args in RUNS.items():
+            run(*args, *QUIET, callbacks=[CLIMBING] if name == "iris_climbing" else [])
     finally:
         os.chdir(here)
     return root / "lightning_logs"
@@ -94,7 +98,9 @@ def test_server_serves_the_scalar_tags_and_values(server, log_dir):
     scalars = json.loads(get(server, "/data/plugin/scalars/tags"))
     for name in RUNS:
         tags = set(scalars[f"{name}/version_0"])
-        assert {"train/loss", "val/loss", "test/loss"} <= tags, (name, tags)
+        # fashion_cnn stops after one step, before the fit validates: its only validation numbers are final_val/*
+        assert {"train/loss", "test/loss", "final_val/loss"} | ({"val/loss"} if name != "fashion_cnn" else set()) <= tags
+        assert ("val/loss" in tags) == (name != "fashion_cnn"), (name, tags)
     assert {"train/acc", "val/acc", "test/acc", "test/f1"} <= set(scalars["iris_mlp_classifier/version_0"])
     assert {"test/r2", "test/mse"} <= set(scalars["iris_mlp_regressor/version_0"])
     assert "test/sklearn_acc" in scalars["xor_logistic_regression_quadrant/version_0"]
@@ -102,6 +108,18 @@ def test_server_serves_the_scalar_tags_and_values(server, log_dir):
     served = json.loads(get(server, "/data/plugin/scalars/scalars", run="iris_mlp_classifier/version_0", tag="test/acc"))
     recorded = json.loads((log_dir / "iris_mlp_classifier" / "version_0" / "metrics.json").read_text())["test"]["test/acc"]
     assert served[-1][2] == pytest.approx(recorded)
+
+
+def test_served_val_curve_ends_at_the_last_epoch_and_final_val_holds_the_best(server, log_dir):
+    recorded = json.loads((log_dir / "iris_climbing" / "version_0" / "metrics.json").read_text())
+    curve = json.loads(get(server, "/data/plugin/scalars/scalars", run="iris_climbing/version_0", tag="val/loss"))
+    assert [(step, pytest.approx(value)) for _, step, value in curve] == [(step, loss) for step, _, loss in CLIMBING.seen]
+    best = recorded["val"]["val/loss"]
+    assert curve[-1][1] == recorded["global_step"] and curve[-1][2] > best  # the last epoch's, not the best checkpoint's
+    final = json.loads(get(server, "/data/plugin/scalars/scalars", run="iris_climbing/version_0", tag="final_val/loss"))
+    assert [(step, pytest.approx(value)) for _, step, value in final] == [(recorded["global_step"], best)]
+    panels = json.loads(get(server, "/data/plugin/images/images", run="iris_climbing/version_0", tag="val/confusion_matrix"))
+    assert [entry["step"] for entry in panels] == [step for _, step, _ in curve]  # each panel at its loss point
 
 
 def test_server_serves_the_panels_as_png_images(server):
@@ -205,3 +223,14 @@ def test_browser_hparams_table_shows_the_final_metrics_and_readable_names(server
     page.screenshot(path=ARTIFACTS / "tensorboard_hparams.png")
     assert found, f"HParams table without final_test/acc = {shown} (screenshot: {ARTIFACTS / 'tensorboard_hparams.png'})"
     assert not [cell for cell in found if cell.startswith("_") or "class_path" in cell or "init_args" in cell]
+    # The hyperparameter list, in the order of the table's columns (its first five are shown): the config's own first
+    listed = wait_for(page, DEEP_ELEMENTS + """
+      const pane = all.find(e => e.tagName === 'TF-HPARAMS-QUERY-PANE');
+      const inside = []; const into = (root) => { for (const e of root.querySelectorAll('*')) { inside.push(e);
+        if (e.shadowRoot) into(e.shadowRoot); } }; if (pane) into(pane.shadowRoot || pane);
+      const names = inside.filter(e => e.tagName === 'PAPER-CHECKBOX').map(e => e.textContent.trim());
+      names.includes('optimizer.lr') ? names.slice(0, names.findIndex(name => name.startsWith('final_'))) : null;""")
+    assert listed, "no hyperparameter list in the HParams tab"
+    stamp = [index for index, name in enumerate(listed) if name == "precision" or name.startswith(("machine/", "code/"))]
+    assert stamp and stamp == list(range(len(listed) - len(stamp), len(listed))), listed
+    assert "optimizer.lr" in listed[:stamp[0]], listed

@@ -35,10 +35,9 @@ import lightning_models.inference.numpy_forward as numpy_forward
 from lightning_models.autoencoder import AutoencoderModule
 from lightning_models.checks import ConfigError
 from lightning_models.classification import ClassificationModule
-from lightning_models.inference.predictor import PredictionNet, Predictions, Predictor, Preprocess, load
+from lightning_models.inference.predictor import PredictionNet, PredictionOutputError, Predictions, Predictor, Preprocess, load
 from lightning_models.nets import MLP, AutoEncoder
 from lightning_models.regression import RegressionModule
-from lightning_models.training.checkpoints import checkpoint_of
 
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "numpy": ".npz"}
 STEMS = {"outputs": "model", "codes": "encoder"}  # the numpy file of each answer (Predictions.outputs, .codes)
@@ -58,13 +57,18 @@ def export(checkpoint: str | Path, out: str | Path, format: str, force: bool = F
     only with ``force``, and a folder that is not an export never. Nothing is left half-written."""
     if format not in FORMATS:
         raise ExportError(f"--format {format!r}: expected one of {', '.join(FORMATS)}.")
-    checkpoint, out = checkpoint_of(checkpoint), Path(out)  # a run folder: its best checkpoint
-    predictor = load(checkpoint)  # a bad checkpoint is the first thing to say, before anything about --out
+    predictor, out = load(checkpoint), Path(out)  # a bad checkpoint is the first thing to say, before anything about --out
+    checkpoint = predictor.checkpoint  # a run folder's: its best
     check_destination(out, checkpoint.resolve(), force)
     nets = {"outputs": predictor.net, **({"codes": predictor.encoder} if predictor.encoder is not None else {})}
     if format == "numpy":  # refused before anything is written
         layers = {name: numpy_layers(net, checkpoint) for name, net in nets.items()}
     example = random_inputs(predictor.spec, CHECK_ROWS)
+    try:
+        expected = predictor.answer(list(range(CHECK_ROWS)), example)
+    except PredictionOutputError:
+        raise ExportError(f"{checkpoint}: the model answers NaN or infinity on random inputs at its training data's scale "
+                          "(are its weights finite?); nothing was exported.") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -76,7 +80,6 @@ def export(checkpoint: str | Path, out: str | Path, format: str, force: bool = F
         else:  # one graph whose outputs are named, and ordered, as ``files``
             files = dict.fromkeys(nets, "model" + FORMATS[format])
             write_graph(format, Answers(nets).eval(), example, staging / files["outputs"])
-        expected = predictor.answer(list(range(CHECK_ROWS)), example)
         description = {"format": format, "files": files, "checkpoint": str(checkpoint.resolve()),
                        "input": {"name": "inputs", "dtype": str(example.dtype).removeprefix("torch."),
                                  "shape": ["batch", *example.shape[1:]], "columns": input_columns(predictor.spec)},
@@ -148,7 +151,10 @@ def random_inputs(spec: dict[str, Any], rows: int, seed: int = 0) -> torch.Tenso
 
 def check(exported: ExportedModel, expected: Predictions, example: torch.Tensor, format: str) -> dict[str, Any]:
     """The export's answers on ``example`` against the checkpoint's; an ``ExportError`` when they differ."""
-    got = exported.answer(expected.ids, example)
+    try:
+        got = exported.answer(expected.ids, example)
+    except PredictionOutputError:  # the checkpoint's answers were finite (export() checked them)
+        raise ExportError(f"the {format} export answers NaN or infinity where the checkpoint does not; nothing was written.") from None
     pairs = [(got.outputs, expected.outputs)] + ([(got.codes, expected.codes)] if expected.codes is not None else [])
     difference = max(float(np.abs(a.astype(np.float64) - b).max()) for a, b in pairs)
     scale = max(1.0, *(float(np.abs(b).max()) for _, b in pairs))

@@ -26,7 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lightning_models.checks import ConfigError
 from lightning_models.inference.prediction_inputs import PredictionInputError
-from lightning_models.inference.predictor import Predictor, load
+from lightning_models.inference.predictor import Predictor, check_device, load
+from lightning_models.training.checkpoints import choose_checkpoint
 
 
 @contextlib.contextmanager
@@ -69,7 +70,7 @@ def write_predictions(predictor: Predictor, inputs: Any, handle: TextIO, batch_s
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scripts/predict.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py, or a run folder (its best checkpoint)")
     parser.add_argument("inputs", metavar="INPUT", help="a CSV file, a folder, glob or file of images, or a .npy array")
     parser.add_argument("--out", default=None, help="the predictions CSV (default: standard output)")
     parser.add_argument("--batch-size", type=int, default=256, help="inputs per batch (default 256)")
@@ -79,10 +80,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.batch_size < 1:
         parser.exit(2, f"error: --batch-size {args.batch_size}: expected a positive integer.\n")
     try:
-        predictor = load(args.checkpoint, device=args.device)
+        check_device(args.device, "--device ")
+        chosen = choose_checkpoint(args.checkpoint)
+        predictor = load(chosen.path, device=args.device)
+        print(chosen.line(), file=sys.stderr)  # standard error: the CSV may be on standard output
         with output(args.out) as handle:
             written = write_predictions(predictor, args.inputs, handle, args.batch_size, not args.no_progress)
-    except ConfigError as error:  # CheckpointError, PredictionInputError: one line naming the file or value
+    except ConfigError as error:  # CheckpointError, PredictionInputError, PredictionOutputError: one line naming it
         parser.exit(2, f"error: {error}\n")
     if args.out:
         print(f"predictions: {args.out} ({written} rows)", file=sys.stderr)

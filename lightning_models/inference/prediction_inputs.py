@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from datamodules.csv_cells import FLOAT32_MAX, MISSING
 from lightning_models.checks import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -41,9 +42,11 @@ def table_width(spec: dict[str, Any]) -> int:
 
 
 def encode_rows(rows: list[dict[str, Any]], spec: dict[str, Any], first: int, source: str | None = None) -> np.ndarray:
-    """Rows as dicts to the raw numeric columns: numbers parsed, categorical columns one-hot by the training levels.
+    """Rows as dicts to the raw numeric columns: numbers parsed, categorical columns one-hot by the training levels, a
+    missing cell (empty, NA, None, NaN) filled as in training (the spec's ``fill`` values or ``missing_level``).
     Errors name row ``first + i``, or the line of the CSV file ``source``."""
     features, levels = spec["features"], spec["categorical"]
+    fill, missing_level = spec.get("fill") or {}, spec.get("missing_level")  # absent from older checkpoints
     encoded = np.zeros((len(rows), table_width(spec)), dtype=np.float32)
     for index, row in enumerate(rows):
         where = f"{source}, line {first + index + 2}" if source else f"row {first + index}"
@@ -56,6 +59,8 @@ def encode_rows(rows: list[dict[str, Any]], spec: dict[str, Any], first: int, so
         column = 0
         for name in features:
             value = row[name]
+            if is_missing(value) and (name in fill or (name in levels and missing_level is not None)):
+                value = fill.get(name, missing_level)
             if name in levels:
                 text = str(value).strip()
                 if text not in levels[name]:
@@ -67,12 +72,23 @@ def encode_rows(rows: list[dict[str, Any]], spec: dict[str, Any], first: int, so
             number = parse_number(value)
             if number is None:
                 raise PredictionInputError(f"{where}, column {name!r}: {value!r} is not a number.")
+            if abs(number) > FLOAT32_MAX:
+                raise PredictionInputError(f"{where}, column {name!r}: {value!r} is beyond float32's range "
+                                           f"(±{FLOAT32_MAX:.7g}), the dtype the model computes in.")
             encoded[index, column] = number
             column += 1
     return encoded
 
 
+def is_missing(value: Any) -> bool:
+    """An empty or NA cell (as in training: ``datamodules.csv_cells.MISSING``), None, or a NaN number."""
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING
+    return value is None or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
 def parse_number(value: Any) -> float | None:
+    """The value as a float; None for anything else, NaN and inf (a finite float64 may still be beyond float32's range)."""
     if isinstance(value, bool):
         return None
     try:
@@ -80,6 +96,20 @@ def parse_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def check_array(batch: np.ndarray, spec: dict[str, Any], first: int) -> None:
+    """A batch of an array of raw columns: every value a number within float32's range, else one line naming the row
+    and column."""
+    bad = ~np.isfinite(batch) | (np.abs(batch) > FLOAT32_MAX)
+    if bad.any():
+        row, column = (int(index) for index in np.argwhere(bad)[0])
+        names = [name if level is None else f"{name}={level}" for name in spec["features"]
+                 for level in spec["categorical"].get(name, [None])]
+        name = names[column] if len(names) == batch.shape[1] else f"{column}"
+        what = "NaN or inf" if not np.isfinite(batch[row, column]) else f"{float(batch[row, column])!r}, beyond float32's range"
+        raise PredictionInputError(f"the array holds {what} at row {first + row}, column {name!r}; expected finite "
+                                   f"numbers within ±{FLOAT32_MAX:.7g} (float32, the dtype the model computes in).")
 
 
 def table_batches(inputs: Any, spec: dict[str, Any], batch_size: int) -> Iterator[tuple[list[Any], torch.Tensor]]:
@@ -101,11 +131,13 @@ def table_batches(inputs: Any, spec: dict[str, Any], batch_size: int) -> Iterato
             raise PredictionInputError(f"an array of shape {tuple(array.shape)}; expected (rows, {width}): the columns "
                                        f"{', '.join(spec['features'])} in that order{encoded}.")
         for start in range(0, len(array), batch_size):  # a batch at a time: a memory-mapped .npy stays on disk
-            batch = torch.from_numpy(np.array(array[start : start + batch_size], dtype=np.float32))
-            if not torch.isfinite(batch).all():
-                row = start + int((~torch.isfinite(batch)).any(1).nonzero()[0])
-                raise PredictionInputError(f"the array holds NaN or inf (first at row {row}).")
-            yield list(range(start, start + len(batch))), batch
+            try:
+                batch = np.array(array[start : start + batch_size], dtype=np.float64)  # checked before float32 could overflow
+            except (TypeError, ValueError):
+                raise PredictionInputError(f"an array of {array.dtype} that does not convert to numbers; expected the "
+                                           "columns' values as numbers.") from None
+            check_array(batch, spec, start)
+            yield list(range(start, start + len(batch))), torch.from_numpy(batch.astype(np.float32))
         return
     first = 0
     for chunk in chunks(inputs, batch_size):

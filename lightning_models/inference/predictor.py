@@ -12,6 +12,7 @@ use it too, so all of them answer alike.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,43 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lightning_models.checks import ConfigError
 from lightning_models.inference.prediction_inputs import PredictionInputError, image_batches, image_files, table_batches
-from lightning_models.training.checkpoints import CheckpointError, checkpoint_of, load_module, read_checkpoint
+from lightning_models.training.checkpoints import CheckpointError, choose_checkpoint, load_module, read_checkpoint
+
+
+class PredictionOutputError(PredictionInputError):
+    """An answer that is NaN or infinite (an input far outside the training data's scale, or weights that are not
+    finite): refused in one line naming the row, never written beside a label."""
+
+
+def refuse_non_finite(ids: list[Any], values: np.ndarray, columns: list[str]) -> None:
+    values = values.reshape(len(values), -1)
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    row, column = (int(index) for index in np.argwhere(~finite)[0])
+    name = columns[column] if column < len(columns) else f"y{column}"
+    where = f"row {ids[row]}" if isinstance(ids[row], (int, np.integer)) else str(ids[row])
+    raise PredictionOutputError(f"{where}: the model's answer is not a finite number ({name}={values[row, column]}), so it "
+                                "gets no prediction: is the input far outside the training data's range, or are the "
+                                "checkpoint's weights NaN or infinite?")
+
+
+def check_device(device: str, option: str = "device=") -> None:
+    """A one-line ``ConfigError`` for a device this machine does not have (``option``: how the caller names the
+    setting, ``--device `` on a command line), before any weight is moved there."""
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{option}{device}: not a device name; expected cpu, cuda, cuda:N or mps.") from None
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{option}{device}: no CUDA device here; use {option}cpu.")
+    if wanted.type == "cuda" and wanted.index is not None and wanted.index >= torch.cuda.device_count():
+        raise ConfigError(f"{option}{device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+    if wanted.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{option}{device}: no MPS device here; use {option}cpu.")
 
 
 def quadrant_one_hot(points: torch.Tensor) -> torch.Tensor:
@@ -93,6 +129,12 @@ class Predictions:
     codes: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:  # every answer is formed here: Predictor, an export and the server alike
+        refuse_non_finite(self.ids, self.outputs, self.columns if self.class_names is None else
+                          [f"p({name})" for name in self.class_names])
+        if self.codes is not None:
+            refuse_non_finite(self.ids, self.codes, [f"code_{i}" for i in range(self.codes.shape[1])])
+
     @property
     def labels(self) -> list[str]:
         return [self.class_names[index] for index in self.outputs.argmax(axis=1)] if self.class_names else []
@@ -145,8 +187,13 @@ def inputs_of(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 
 def load(checkpoint: str | Path, device: str = "cpu") -> Predictor:
     """A ``Predictor`` for a checkpoint written by ``scripts/train.py`` (loaded with ``weights_only=True``), or for a run
-    folder: the checkpoint its ``metrics.json`` reports the test metrics of (the best)."""
-    path = checkpoint_of(checkpoint)
+    folder: the checkpoint its ``metrics.json`` reports the test metrics of (the best), from the folder's own
+    ``checkpoints/``; a recorded file outside the folder, used only when the folder has none, comes with a warning."""
+    check_device(device)
+    chosen = choose_checkpoint(checkpoint)
+    if chosen.outside:
+        warnings.warn(chosen.line(), stacklevel=2)
+    path = chosen.path
     spec = inputs_of(read_checkpoint(path))
     if spec is None:
         raise CheckpointError(f"{path}: the checkpoint does not record its inputs (written before the template stored them, "

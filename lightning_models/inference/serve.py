@@ -19,14 +19,14 @@ import json
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lightning_models.checks import ConfigError
 from lightning_models.inference.prediction_inputs import PredictionInputError, chunks, to_image_tensor
-from lightning_models.inference.predictor import Predictor, load
-from lightning_models.training.checkpoints import CheckpointError
+from lightning_models.inference.predictor import Predictor, check_device, load
+from lightning_models.training.checkpoints import choose_checkpoint
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -196,7 +196,7 @@ def create_app(predictor: Predictor, name: str, max_body_bytes: int = DEFAULT_MA
     async def request_error(request: Request, exception: RequestError) -> JSONResponse:
         return error(exception.status, exception.message)
 
-    @app.exception_handler(PredictionInputError)
+    @app.exception_handler(PredictionInputError)  # PredictionOutputError too: a NaN answer is never sent beside a label
     async def input_error(request: Request, exception: PredictionInputError) -> JSONResponse:
         return error(422, str(exception))
 
@@ -220,7 +220,7 @@ def create_app(predictor: Predictor, name: str, max_body_bytes: int = DEFAULT_MA
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scripts/serve.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
+    parser.add_argument("checkpoint", help="a .ckpt written by scripts/train.py, or a run folder (its best checkpoint)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 opens it to "
                                                             "the network, with no authentication)")
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
@@ -235,10 +235,13 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError as missing:
         parser.exit(2, f"error: the server needs {missing.name}; install it with pip install -e '.[serve]'\n")
     try:
-        predictor = load(args.checkpoint, device=args.device)
-    except CheckpointError as bad:
+        check_device(args.device, "--device ")
+        chosen = choose_checkpoint(args.checkpoint)
+        predictor = load(chosen.path, device=args.device)
+    except ConfigError as bad:  # CheckpointError, a device this machine lacks
         parser.exit(2, f"error: {bad}\n")
-    app = create_app(predictor, Path(args.checkpoint).name, args.max_body_bytes)
+    app = create_app(predictor, chosen.path.name, args.max_body_bytes)
+    print(chosen.line(), file=sys.stderr)
     print(f"serving {args.checkpoint} ({predictor.spec['kind']} model) on http://{args.host}:{args.port}: "
           "GET /health, POST /predict", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

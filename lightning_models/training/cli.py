@@ -107,10 +107,12 @@ class RunConfig(SaveConfigCallback):
 
 class TemplateCLI(LightningCLI):
     """LightningCLI with ``configs/defaults.yaml`` under every config, building (``run=False``) for one ``stage``; every
-    trainer gets ``GlobalRNGState`` (a resumed fit draws what an uninterrupted one would) besides ``callbacks``."""
+    trainer gets ``GlobalRNGState`` (a resumed fit draws what an uninterrupted one would) besides ``callbacks``. A
+    trainer on more than one device is refused unless ``several_devices`` (``refuse_several_devices``)."""
 
-    def __init__(self, args: Sequence[str], stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> None:
-        self.stage, self.words = stage, list(args)
+    def __init__(self, args: Sequence[str], stage: str = "fit", callbacks: Sequence[pl.Callback] = (),
+                 several_devices: bool = False) -> None:
+        self.stage, self.words, self.several_devices = stage, list(args), several_devices
         quiet_third_party()
         super().__init__(pl.LightningModule, pl.LightningDataModule, trainer_class=Trainer, args=list(args), run=False,
                          subclass_mode_model=True, subclass_mode_data=True, seed_everything_default=0,
@@ -162,7 +164,24 @@ class TemplateCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         self.parser.callback_keys = [key for key in self.parser.callback_keys if self.config_init.get(key) is not None]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        refuse_several_devices(trainer, self.stage, self.several_devices)
+        return trainer
+
+
+def refuse_several_devices(trainer: pl.Trainer, stage: str, allowed: bool) -> None:
+    """One device per run unless the caller allows more: for several devices Lightning's launcher starts the program
+    that called it again once per device, which is right for ``scripts/train.py fit`` (the only caller that allows it)
+    and wrong for a sweep worker, cross-validation, compare, the lab or a notebook, whose copies would start runs of
+    their own. Evaluation stages gain nothing: their splits are not divided between devices."""
+    count = max(trainer.world_size, trainer.num_devices * trainer.num_nodes)
+    if count <= 1 or allowed:
+        return
+    where = (f"scripts/train.py {stage} evaluates every row on every device" if stage != "fit" else
+             "a run started from Python (sweep, cross-validation, compare, lab, notebook) trains on one, since Lightning "
+             "would start the calling program again per device; DDP: scripts/train.py fit (docs/resume-ddp.md)")
+    raise ConfigError(f"trainer: {count} devices (devices={trainer.num_devices}, num_nodes={trainer.num_nodes}, world size "
+                      f"{trainer.world_size}): {where}; use --trainer.devices=1.")
 
 
 def refuse_accumulation_with_repeated_updates(config: Namespace) -> None:

@@ -33,26 +33,28 @@ def set_in(config_file: str, argument: str) -> bool:
     return argument in data or argument in (data.get("init_args") or {})
 
 
-def base_folder(pairs: Sequence[tuple[str, str]], argument: str) -> str | None:
-    """The folder of the last config file that sets ``argument``, or None when the command line sets it after it
-    (or no config does); ``pairs``: the command line as ``cli.pairs_of`` reads it."""
-    base = None
+def base_folder(pairs: Sequence[tuple[str, str]], argument: str) -> str:
+    """The folder ``argument``'s relative value is relative to: that of the last config file that sets it, or the working
+    folder when the command line sets it after it (or nothing sets it: the class default, read from the working folder);
+    ``pairs``: the command line as ``cli.pairs_of`` reads it."""
+    base = os.getcwd()
     for key, value in pairs:
         if key in ("--config", "-c"):
             if set_in(value, argument):
                 base = os.path.dirname(os.path.abspath(value))  # abspath: a symlinked configs/ stays where it is named
         elif key in (f"--data.init_args.{argument}", f"--data.{argument}") or (key == "--data" and argument in value):
-            base = None
+            base = os.getcwd()
     return base
 
 
 def resolve_data_paths(config: Namespace, pairs: Sequence[tuple[str, str]]) -> None:
-    """Make the datamodule's relative path arguments absolute, each against the folder of the file that named it."""
+    """Make the datamodule's relative path arguments absolute, each against the folder of the file that named it (the
+    working folder for the command line), so the run's config.yaml reads the same data from any working folder."""
     data = config.get("data")
     if not isinstance(data, Namespace) or not data.get("class_path"):
         return
     init_args = data.get("init_args") or Namespace()
     for argument in path_arguments(data.class_path):
         value = init_args.get(argument)
-        if isinstance(value, str) and value and not os.path.isabs(value) and (base := base_folder(pairs, argument)):
-            init_args[argument] = os.path.normpath(os.path.join(base, value))
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            init_args[argument] = os.path.normpath(os.path.join(base_folder(pairs, argument), value))

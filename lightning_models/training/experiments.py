@@ -131,4 +131,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-EXPERIMENTS = load_registry()
+def __getattr__(name: str) -> Any:
+    """``EXPERIMENTS``, the registry read on first use: importing this module reads no file (PEP 562)."""
+    if name == "EXPERIMENTS":
+        globals()["EXPERIMENTS"] = load_registry()
+        return globals()["EXPERIMENTS"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,3 +81,20 @@ def plain(value: Any) -> Any:
             return [unwrap(inner) for inner in item] if isinstance(item, (list, tuple)) else item
         return json.dumps(unwrap(value))
     return value
+
+
+def hparams_summaries(hparams: dict[str, Any], metrics: dict[str, float], first: set[str]) -> list[Any]:
+    """The HParams plugin's three records (experiment, session start, session end) for TensorBoard. TensorBoard orders the
+    columns by ``differs`` (marked first), then by name, and shows the first five: the names in ``first`` (the config's
+    own hyperparameters) are marked, so they come before the rest (the machine stamp), which would sort ahead by name."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams as summaries
+
+    values = {key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in hparams.items()}
+    experiment, start, end = summaries(values, metrics)
+    content = experiment.value[0].metadata.plugin_data
+    data = plugin_data_pb2.HParamsPluginData.FromString(content.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in first
+    content.content = data.SerializeToString()
+    return [experiment, start, end]

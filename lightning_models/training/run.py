@@ -22,8 +22,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 
+from lightning_models.callbacks.class_balance import ClassBalance
 from lightning_models.checks import ConfigError
 from lightning_models.machine import code_record, machine_record
 from lightning_models.training.checkpoints import LastCheckpoint
@@ -31,6 +31,7 @@ from lightning_models.training.cli import TemplateCLI
 from lightning_models.training.errors import config_error_in, refused_argument
 from lightning_models.training.hparams import readable_hparams
 from lightning_models.training.run_folders import run_folder
+from lightning_models.training.run_report import flat_stamp, metric_labels, print_summary, report_final_metrics
 
 
 @dataclass
@@ -63,11 +64,13 @@ def arguments(args: Sequence[str | Path]) -> list[str]:
     return words
 
 
-def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback] = ()) -> Parts:
-    """Model, datamodule and trainer exactly as ``scripts/train.py STAGE`` builds them from the same arguments."""
+def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback] = (), several_devices: bool = False) -> Parts:
+    """Model, datamodule and trainer exactly as ``scripts/train.py STAGE`` builds them from the same arguments. A trainer
+    on more than one device is refused (one ConfigError line) unless ``several_devices``: Lightning's launcher would start
+    the calling program again per device, which only ``scripts/train.py fit`` is made for."""
     words = arguments(args)
     try:
-        cli = TemplateCLI(words, stage=stage, callbacks=callbacks)
+        cli = TemplateCLI(words, stage=stage, callbacks=callbacks, several_devices=several_devices)
     except argparse.ArgumentError as error:  # the parser's report: one line on what it refused instead
         raise config_error_in(error) or ConfigError(refused_argument(words)) from None
     except ValueError as error:  # raised while building: our own check, wrapped by jsonargparse
@@ -75,28 +78,33 @@ def build(*args: str | Path, stage: str = "fit", callbacks: Sequence[pl.Callback
     return Parts(cli.model, cli.datamodule, cli.trainer, cli.config)
 
 
-def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
+def run(*args: str | Path, callbacks: Sequence[pl.Callback] = (), several_devices: bool = False) -> RunResult:
     """Fit the config's model, then validate and test its best checkpoint; ``metrics.json`` into the run folder.
 
     ``args``: config files and command-line options, as ``scripts/train.py fit`` takes them; ``callbacks``:
-    extra callback objects (a sweep's pruning). Raises on bad input (``argparse.ArgumentError``, ``ConfigError``).
+    extra callback objects (a sweep's pruning); ``several_devices``: see ``build``. Raises on bad input
+    (``argparse.ArgumentError``, ``ConfigError``).
     """
     started = time.perf_counter()
-    parts = build(*args, callbacks=callbacks)
+    balance = ClassBalance()  # class rows and predictions per split, for classification runs
+    parts = build(*args, callbacks=[*callbacks, balance], several_devices=several_devices)
     model, datamodule, trainer, config = parts.model, parts.datamodule, parts.trainer, parts.config
-    stamp = {"precision": trainer.precision, "machine": machine_record(trainer.strategy.root_device), "code": code_record()}
-    hparams = {**readable_hparams(model, config.log_hparams), **flat_stamp(stamp)}
+    stamp = {"precision": trainer.precision, "machine": machine_record(trainer.strategy.root_device, trainer), "code": code_record()}
+    own = readable_hparams(model, config.log_hparams)
+    hparams = {**own, **flat_stamp(stamp)}
     for logger in trainer.loggers:  # TensorBoard: hparams.yaml; MLflow: the run's parameters
         logger.log_hyperparams(hparams)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=config.ckpt_path)
 
     best, last = checkpoint_paths(trainer)
-    metrics = {"train": {key: float(value) for key, value in trainer.callback_metrics.items() if key.startswith("train")}}
+    metrics = {"train": stage_metrics("train", trainer.callback_metrics)}
     if config.test_after_fit:  # fast_dev_run saves no checkpoint: then the weights in memory are evaluated
-        with panels_paused(trainer):  # the panels drew during fit; this validation gives the best weights' numbers
-            metrics["val"] = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        metrics["test"] = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        # The panels drew during fit; this validation gives the best weights' numbers, which go to the loggers as
+        # final_val/* (report_final_metrics), not as one more val/* point after the curve's last epoch.
+        with panels_paused(trainer), loggers_detached(trainer):
+            metrics["val"] = stage_metrics("val", trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
+        metrics["test"] = stage_metrics("test", trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
     record = {
         "experiment": config.experiment_name,
         "config": [str(path) for path in config.get("config") or []],
@@ -110,13 +118,15 @@ def run(*args: str | Path, callbacks: Sequence[pl.Callback] = ()) -> RunResult:
         **stamp,
         "versions": library_versions(),
         **metrics,
+        **({"classes": classes} if (classes := balance.record(trainer)) else {}),
+        **({"dropped_rows": dict(dropped)} if (dropped := getattr(datamodule, "dropped_rows", None)) is not None else {}),
     }
     folder = run_folder(trainer)
     if trainer.is_global_zero:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
-        report_final_metrics(trainer, hparams, metrics)
-        print_summary(config.experiment_name, folder, metrics, trainer, stamp)
+        report_final_metrics(trainer, hparams, set(own), metrics)
+        print_summary(config.experiment_name, folder, metrics, trainer, record, metric_labels(model))
     return RunResult(metrics, folder.resolve(), record["checkpoints"], config.as_dict(), record)
 
 
@@ -150,33 +160,23 @@ def panels_paused(trainer: pl.Trainer) -> Iterator[None]:
             panel.paused = False
 
 
-def report_final_metrics(trainer: pl.Trainer, hparams: dict[str, Any], metrics: dict[str, dict[str, float]]) -> None:
-    """Every logger gets the final metrics; TensorBoard's HParams tab pairs them with the hyperparameters. Test
-    first and metrics before losses: the HParams table shows its first five metrics as columns."""
-    final = {f"final_{stage}/{key.split('/', 1)[-1]}": value for stage in ("test", "val")
-             for key, value in sorted(metrics.get(stage, {}).items(), key=lambda item: item[0].endswith("/loss"))}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, final)
-        elif final:
-            logger.log_metrics(final, step=trainer.global_step)
-        logger.finalize("success")  # close the files now, not at interpreter exit
+def stage_metrics(stage: str, logged: dict[str, Any]) -> dict[str, float]:
+    """The stage's metrics of what Lightning logged, as floats: not the ``step`` and ``epoch`` that place them on the
+    axis (TaskModule.step_axis); for ``train``, of all the callback metrics, those named ``train...``."""
+    return {key: float(value) for key, value in logged.items()
+            if key not in ("step", "epoch") and (stage != "train" or key.startswith("train"))}
 
 
-def flat_stamp(stamp: dict[str, Any]) -> dict[str, Any]:
-    """What ran the run, as HParams columns: ``precision``, ``machine/cpu``, ``code/commit``..."""
-    return {"precision": stamp["precision"], **{f"{group}/{key}": value for group in ("machine", "code")
-                                                for key, value in (stamp[group] or {}).items()}}
-
-
-def print_summary(experiment: str, folder: Path, metrics: dict[str, dict[str, float]], trainer: pl.Trainer,
-                  stamp: dict[str, Any]) -> None:
-    summary = ", ".join(f"{key}={value:.4g}" for stage in ("test", "val") for key, value in sorted(metrics.get(stage, {}).items()))
-    machine = stamp["machine"]["gpu"] or stamp["machine"]["cpu"]
-    print(f"\n{experiment}: {summary or 'no validation or test metrics logged'}\nprecision: {stamp['precision']} on {machine}\n"
-          f"run directory: {folder}\nmetrics: {folder / 'metrics.json'}")
-    if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers):
-        print(f"TensorBoard: tensorboard --logdir {folder} --host 127.0.0.1")
+@contextlib.contextmanager
+def loggers_detached(trainer: pl.Trainer) -> Iterator[None]:
+    """The trainer without loggers for a while: what is logged meanwhile reaches callback_metrics and the returned
+    results only."""
+    loggers = trainer.loggers
+    trainer.loggers = []
+    try:
+        yield
+    finally:
+        trainer.loggers = loggers
 
 
 def library_versions() -> dict[str, str]:

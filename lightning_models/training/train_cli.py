@@ -21,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"usage: scripts/train.py {{{','.join(STAGES)}}} --config CONFIG [options]; --help lists the options")
     stage, args = argv[0], argv[1:]
     try:
-        run(*args) if stage == "fit" else evaluate(stage, *args)
+        # fit alone may train on several devices: Lightning starts this script again per device (DDP)
+        run(*args, several_devices=True) if stage == "fit" else evaluate(stage, *args)
     except FloatingPointError as error:  # NonFiniteLossError: say where and why
         sys.exit(f"error: {error}")
     except MisconfigurationException as error:  # Lightning refusing a Trainer setting

@@ -1,9 +1,11 @@
-"""Lightning's Trainer, with ``precision: auto``: the fastest precision known to be right on the machine at hand."""
+"""Lightning's Trainer, with ``precision: auto`` (the fastest precision known to be right on the machine at hand) and
+``float32_matmul_precision`` (torch's TF32 lever for 32-bit matmuls on GPUs with tensor cores)."""
 
 import inspect
 from typing import Any, Literal
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_models.machine import auto_precision, cpu_has_native_bf16
@@ -14,11 +16,20 @@ Precision = Literal["auto"] | LIGHTNING_PRECISION
 
 
 class Trainer(pl.Trainer):
-    """``pytorch_lightning.Trainer``; ``precision="auto"`` becomes ``bf16-mixed`` where bfloat16 runs in hardware
-    (a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX) and ``32-true`` elsewhere. The CLI resolves it
-    before building, so the run's ``config.yaml`` holds the value used. Asked for bf16 on a CPU that emulates it, it warns."""
+    """``pytorch_lightning.Trainer``; ``precision="auto"`` becomes a native precision (``machine.auto_precision``:
+    ``bf16-mixed`` on CUDA compute capability 8.0+ and on CPUs with AVX512-BF16 or AMX, ``16-mixed`` on CUDA 7.x,
+    ``32-true`` elsewhere). The CLI resolves it before building, so the run's ``config.yaml`` holds the value used.
+    Asked for bf16 on a CPU that emulates it, it warns.
 
-    def __init__(self, *, precision: Precision = None, **kwargs: Any) -> None:
+    ``float32_matmul_precision``: ``highest`` (torch's default), ``high`` or ``medium``, set with
+    ``torch.set_float32_matmul_precision`` (for the whole process) before the Trainer is built; ``None`` leaves it as
+    it is. ``high`` lets 32-bit matmuls use TF32 tensor cores on Ampere and newer GPUs; ``metrics.json`` records it.
+    """
+
+    def __init__(self, *, precision: Precision = None,
+                 float32_matmul_precision: Literal["highest", "high", "medium"] | None = None, **kwargs: Any) -> None:
+        if float32_matmul_precision is not None:
+            torch.set_float32_matmul_precision(float32_matmul_precision)
         if precision == "auto":
             precision = auto_precision(kwargs.get("accelerator", "auto"))
         super().__init__(precision=precision, **kwargs)

@@ -1,7 +1,7 @@
 """Is B better than A? Runs of two (or more) configurations side by side, with a verdict per metric (docs/compare.md).
 
     from lightning_models import compare
-    result = compare("lightning_logs/iris_mlp_classifier/sweep", "lightning_logs/iris_mlp_classifier/crossval")
+    result = compare("lightning_logs/iris_mlp_classifier/crossval", "lightning_logs/iris_mlp_classifier/crossval_lr")
     result = compare(["configs/iris_mlp_classifier.yaml", "--model.init_args.optimizer.init_args.lr=0.03"],
                      "configs/iris_mlp_classifier.yaml", seeds=[0, 1, 2, 3, 4])   # run both now
     print(result.markdown()); result.rows[0].verdict
@@ -11,6 +11,7 @@ under it: a sweep, a cross-validation, ``lightning_logs/<experiment>``), or a co
 seed (``lightning_models.workflows.seeds``). Every side after the first is compared with the first: the config keys that differ,
 then per metric each side's mean ± sample std (n) and the difference with a 95% interval from scipy: paired by
 (seed, fold) when both sides hold the same ones (``ttest_rel``), else Welch's t-test (``ttest_ind(equal_var=False)``).
+What the verdict may say (better, worse, fit, not comparable where the rows differ): ``compare_verdict``.
 """
 
 from __future__ import annotations
@@ -31,20 +32,15 @@ from scipy import stats
 from lightning_models.checks import ConfigError
 from lightning_models.training.run import build, run
 from lightning_models.training.run_folders import LOG_ROOT, named_run_options
+from lightning_models.workflows.compare_verdict import direction, judge
 from lightning_models.workflows.seeds import seed_options
 
-LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae", "error")
-HIGHER_IS_BETTER = ("acc", "f1", "r2", "auroc", "precision", "recall")
 # Keys that name where a run logs or how it prints, not what it trains: never a difference between configurations.
+# The fold is no difference either: the rows it validates on are (compare_verdict.rows_differ).
 NOT_THE_CONFIG = ("trainer.logger", "log_hparams", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                   "progress_bar", "data.init_args.fold")
 CONFIDENCE = 0.95
-# Keys that change what a metric measures: a loss function, or the rows a split holds. Where one differs, those
-# metrics are numbers of different things, and a verdict on them would mislead.
-CHANGES_METRIC = {"loss": ("model.init_args.loss",),
-                  "test": ("data.class_path", "data.init_args.partition", "data.init_args.test_fraction", "data.init_args.seed",
-                           "data.init_args.split_column", "data.init_args.path"),
-                  "val": ("data.init_args.val_fraction", "data.init_args.val_size")}
+ACCEPTED = "a run folder (it holds metrics.json), a folder of runs, a cross-validation folder, or a config .yaml to train"
 
 
 class CompareError(ConfigError):
@@ -139,21 +135,18 @@ def load_run(folder: Path) -> Run:
     return Run(folder, metrics, config, (record.get("seed"), config.get("data.init_args.fold")))
 
 
-def load_runs(path: str | Path) -> list[Run]:
-    """The run at ``path`` (it holds ``metrics.json``), or every run under it."""
-    path = Path(path)
+def load_runs(path: str | Path, label: str = "") -> list[Run]:
+    """The run at ``path`` (it holds ``metrics.json``), or every run under it; ``label`` names the side in a refusal."""
+    path, side = Path(path), f"side {label}: " if label else ""
+    if path.is_file():
+        given = f"give its folder, {path.parent}" if path.name == "metrics.json" else f"a side is {ACCEPTED}"
+        raise CompareError(f"{side}{path} is a file{': ' if path.name == 'metrics.json' else '; '}{given}")
     if not path.is_dir():
-        raise CompareError(f"{path}: no such folder; give a run folder, a folder of runs or a config (.yaml)")
+        raise CompareError(f"{side}{path}: no such folder; a side is {ACCEPTED}")
     folders = [path] if (path / "metrics.json").is_file() else sorted(found.parent for found in path.rglob("metrics.json"))
     if not folders:
-        raise CompareError(f"{path}: no metrics.json in it or under it; a run writes one when it ends")
+        raise CompareError(f"{side}{path}: no metrics.json in it or under it; a run writes one when it ends")
     return [load_run(folder) for folder in folders]
-
-
-def direction(metric: str) -> str:
-    """``higher`` or ``lower`` (is better) from the metric's name after its stage, ``""`` when the name does not say."""
-    name = metric.rsplit("/", 1)[-1].lower()
-    return "lower" if name in LOWER_IS_BETTER else "higher" if name in HIGHER_IS_BETTER else ""
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -192,27 +185,9 @@ def difference(a: Side, b: Side, metric: str) -> tuple[float, float, float, floa
     return diff, low, high, float(result.pvalue), test
 
 
-def verdict(diff: float, low: float, high: float, better: str, n: int) -> str:
-    if math.isnan(low):
-        return f"too few runs (n={n}) for an interval"
-    if low <= 0 <= high:
-        return f"no detectable difference at n={n}"
-    if not better:
-        return "higher" if diff > 0 else "lower"
-    return "better" if (diff > 0) == (better == "higher") else "worse"
-
-
-def not_comparable(metric: str, differing: dict[str, list[str]]) -> str | None:
-    """Why ``metric`` measures different things on the sides (a differing key of ``CHANGES_METRIC``), or None."""
-    stage, name = metric.split("/", 1) if "/" in metric else ("", metric)
-    keys = [*(CHANGES_METRIC["loss"] if name == "loss" else ()), *CHANGES_METRIC["test"],  # the test rows fix the others too
-            *(CHANGES_METRIC["val"] if stage in ("val", "train") else ())]
-    found = [key for key in keys if key in differing]
-    return f"not comparable: {', '.join(found)} differ{'s' if len(found) == 1 else ''}" if found else None
-
-
 def compare_sides(sides: list[Side]) -> Comparison:
-    """The comparison of already loaded sides: each side after the first against the first."""
+    """The comparison of already loaded sides: each side after the first against the first; a metric that one of the
+    two lacks is a row "only in <side>" with no numbers for the other."""
     base = sides[0]
     metrics = list(dict.fromkeys(metric for side in sides for run in side.runs for metric in run.metrics))
     rows = []
@@ -220,14 +195,18 @@ def compare_sides(sides: list[Side]) -> Comparison:
         differing = differing_keys([base, other])
         for metric in metrics:
             x, y = base.values(metric), other.values(metric)
+            if not x and not y:
+                continue
+            (mean_a, std_a), (mean_b, std_b) = (mean_std(values) if values else (math.nan, math.nan) for values in (x, y))
             if not x or not y:
+                rows.append(MetricRow(metric, direction(metric), base.label, other.label, (mean_a, mean_b), (std_a, std_b),
+                                      (len(x), len(y)), math.nan, math.nan, math.nan, math.nan, "",
+                                      f"only in {(base if x else other).label}"))
                 continue
             diff, low, high, p, test = difference(base, other, metric)
-            (mean_a, std_a), (mean_b, std_b) = mean_std(x), mean_std(y)
-            better = direction(metric)
-            said = not_comparable(metric, differing) or verdict(diff, low, high, better, min(len(x), len(y)))
-            rows.append(MetricRow(metric, better, base.label, other.label, (mean_a, mean_b), (std_a, std_b), (len(x), len(y)),
-                                  diff, low, high, p, test, said))
+            said = judge(metric, base, other, differing, (diff, low, high), min(len(x), len(y)))
+            rows.append(MetricRow(metric, direction(metric), base.label, other.label, (mean_a, mean_b), (std_a, std_b),
+                                  (len(x), len(y)), diff, low, high, p, test, said))
     return Comparison(sides, differing_keys(sides), rows)
 
 
@@ -279,14 +258,16 @@ def compare(*sides: str | Path | list[str], seeds: list[int] | None = None, opti
         raise CompareError(f"compare needs at least two sides (A B ...), got {len(sides)}")
     specs = {chr(ord("A") + index): [str(part) for part in side] if isinstance(side, (list, tuple)) else [str(side)]
              for index, side in enumerate(sides)}
-    for label, spec in specs.items():  # every side checked before any trains: a typo in B must not cost A's runs
+    found = {}
+    for label, spec in specs.items():  # every side checked (and read) before any trains: a typo in B must not cost A's runs
         if spec[0].endswith((".yaml", ".yml")):
             check_config_side(label, spec, list(options))
         elif len(spec) > 1:
             raise CompareError(f"side {label}: {spec[0]} is no config (.yaml); options go with a config only")
-    loaded = [run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split)
-              if spec[0].endswith((".yaml", ".yml")) else Side(label, spec[0], load_runs(spec[0])) for label, spec in specs.items()]
-    return compare_sides(loaded)
+        else:
+            found[label] = Side(label, spec[0], load_runs(spec[0], label))
+    return compare_sides([found.get(label) or run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split)
+                          for label, spec in specs.items()])
 
 
 def check_config_side(label: str, spec: list[str], options: list[str]) -> None:

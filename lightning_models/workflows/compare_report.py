@@ -39,14 +39,40 @@ def markdown(comparison: Comparison) -> str:
         lines.append("None: the sides' configs agree (beyond seeds, folds and where they log).")
     lines += ["", "## Metrics", "", "Mean ± sample std (n) per side; the difference with its 95% interval: a paired "
               "t-test on the per-seed differences when both sides hold the same seeds (and folds), else Welch's t-test. "
-              "better/worse: the interval excludes 0 (loss, mse, error: lower is better; acc, f1, r2: higher).", "",
+              "better/worse: the interval excludes 0 (loss, mse, error: lower is better; acc, f1, r2: higher). "
+              "fit: a train/* metric, no verdict. not comparable: measured on other rows, or another loss.", "",
               "| metric | better | A | B | B - A | 95% interval | p | test | verdict |", "|" + " --- |" * 9]
     for r in comparison.rows:
-        cells = [f"{number(m)} ± {number(s)} ({n})" for m, s, n in zip(r.means, r.stds, r.counts)]
+        cells = [f"{number(m)} ± {number(s)} ({n})" if n else "n/a (0)" for m, s, n in zip(r.means, r.stds, r.counts)]
         lines.append(f"| {r.metric} | {r.direction or '?'} | {r.baseline}: {cells[0]} | {r.label}: {cells[1]} | "
                      f"{number(r.difference, True)} | [{number(r.low, True)}, {number(r.high, True)}] | {number(r.p_value)} | "
                      f"{r.test} | {r.verdict} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", "## Summary", "", *summary(comparison)]) + "\n"
+
+
+def kind(verdict: str) -> str:
+    """The verdict without its details: ``no detectable difference``, ``not comparable``, ``only on one side``, ..."""
+    for head in ("no detectable difference", "too few runs", "not comparable", "only in", "fit"):
+        if verdict.startswith(head):
+            return {"only in": "only on one side", "fit": "fit (no verdict)", "too few runs": "too few runs for an interval"
+                    }.get(head, head)
+    return verdict  # better, worse, higher, lower
+
+
+def summary(comparison: Comparison) -> list[str]:
+    """One line per side against the first: its metrics by verdict, the wins (better) first; fit, not comparable and
+    one-side metrics are listed apart, never as a win."""
+    lines = []
+    for side in comparison.sides[1:]:
+        kinds: dict[str, list[str]] = {}
+        for r in (row for row in comparison.rows if row.label == side.label):
+            shown = f"{r.metric} ({r.verdict.removeprefix('only in ')})" if r.verdict.startswith("only in") else r.metric
+            kinds.setdefault(kind(r.verdict), []).append(shown)
+        order = ["better", "worse", "higher", "lower", "no detectable difference", "too few runs for an interval", "not comparable",
+                 "fit (no verdict)", "only on one side"]
+        parts = [f"{name}{':' if name == 'only on one side' else ' on'} {', '.join(kinds[name])}" for name in order if name in kinds]
+        lines.append(f"- {side.label} against {comparison.sides[0].label}: {'; '.join(parts) or 'no metrics'}.")
+    return lines
 
 
 def csv_text(comparison: Comparison) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import yaml
 
+from lightning_models.checks import ConfigError
 from lightning_models.training.run import build
 from lightning_models.training.run_folders import LOG_ROOT
 from lightning_models.workflows.crossval import fold_options, why_it_cannot_fold
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--trials", type=int, default=20, help="finished (complete or pruned) trials to reach")
     add("--timeout", type=float, default=None, help="seconds after which no new trial starts")
     add("--workers", type=int, default=1, help="worker processes on this machine sharing the study")
+    add("--gpus-per-worker", type=int, default=1, help="with --workers 2+ on a GPU machine: each worker sees this many "
+        "GPUs (CUDA_VISIBLE_DEVICES), its own while there are enough; 0: every worker sees them all")
     add("--seed", type=int, default=0, help="seed of the TPE sampler")
     add("--pruner", choices=["median", "none"], default="median", help="stop unpromising trials early")
     add("--seeds", default=None, help="seeds such as 0-4 or 0,2,5-7: each trial trains once per seed, the mean counts")
@@ -101,12 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.trials, args.workers) < 1 or min(args.heartbeat, args.max_retry) < 0 or 0 < args.heartbeat >= args.grace:
             raise SweepError(f"--trials {args.trials} --workers {args.workers} --heartbeat {args.heartbeat} --grace {args.grace} "
                              f"--max-retry {args.max_retry}: expected trials, workers >= 1; heartbeat, max-retry >= 0; grace > heartbeat")
+        if args.gpus_per_worker not in (0, 1):
+            raise SweepError(f"--gpus-per-worker {args.gpus_per_worker}: a trial trains on one device (in-process runs "
+                             "refuse more), so expected 1 (a GPU of its own per worker) or 0 (CUDA_VISIBLE_DEVICES as it is)")
         try:
             parse_seeds(args.seeds or "0")
         except ValueError as error:
             raise SweepError(f"--{error}") from None
         return sweep(args)
-    except SweepError as error:
+    except (SweepError, ConfigError) as error:  # ConfigError: the config or an option after -- refused by build()
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -126,7 +132,8 @@ def sweep(args: argparse.Namespace) -> int:
     if args.storage:
         open_storage(url, heartbeat, args.grace, args.max_retry)  # a bad --storage fails before the config's checks run
     settings = dataclasses.replace(saved if saved and (args.resume or args.summary) else prepare(args, folder),  # resumed: same space
-                                   trials=args.trials, workers=args.workers, timeout_s=args.timeout, heartbeat_s=heartbeat,
+                                   trials=args.trials, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                   timeout_s=args.timeout, heartbeat_s=heartbeat,
                                    grace_s=args.grace, max_retry=args.max_retry, storage=recorded, url=url)
     study = open_study(settings, create=False) if saved or args.storage else None  # checks --storage before writing
     if args.summary:

@@ -42,6 +42,7 @@ class SweepSettings:
     optuna: str = OPTUNA_VERSION  # the version that made the study
     trials: int = 20
     workers: int = 1
+    gpus_per_worker: int = 1  # GPUs each worker process of --workers N sees (CUDA_VISIBLE_DEVICES); 0: all
     timeout_s: float | None = None
     heartbeat_s: int = 30  # a journal file has no heartbeats: 0
     grace_s: int = 120

@@ -139,14 +139,37 @@ def resume(study: optuna.Study, settings: SweepSettings) -> None:
         requeue(study, trial.number, settings, "was left running by a dead worker")
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` names them: its own list where it has one, else every
+    GPU the driver counts (``torch.cuda.device_count``, through NVML: it starts no CUDA here); none on a CPU machine."""
+    count = torch.cuda.device_count()
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [name.strip() for name in given.split(",") if name.strip()] if given is not None else list(map(str, range(count)))
+    return names[:count]
+
+
+def worker_gpus(workers: int, per_worker: int, gpus: list[str]) -> list[str | None]:
+    """Each worker's ``CUDA_VISIBLE_DEVICES`` (None: left as it is): ``per_worker`` GPUs of ``gpus`` in turn, so each
+    worker has its own while there are as many GPUs as workers, and further workers share them round the list."""
+    if not per_worker or not gpus:
+        return [None] * workers
+    return [",".join(gpus[(index * per_worker + k) % len(gpus)] for k in range(per_worker)) for index in range(workers)]
+
+
 def watch_workers(settings: SweepSettings, study: optuna.Study, stop: StopSignal) -> None:
-    """Start ``workers`` processes on the study (output: worker_<i>.log), print its progress, pass a stop signal on."""
+    """Start ``workers`` processes on the study (output: worker_<i>.log), each with its GPU (``worker_gpus``), print
+    the study's progress, pass a stop signal on."""
     folder, workers, env, finished = Path(settings.folder), [], {**os.environ, CHILD_STORAGE: settings.url}, -1
     stop.listen()
-    for index in range(settings.workers):
+    gpus = visible_gpus()
+    for index, devices in enumerate(worker_gpus(settings.workers, settings.gpus_per_worker, gpus)):
+        if devices is not None:
+            shared = " (shared: more workers than GPUs)" if settings.workers > len(gpus) else ""
+            print(f"worker {index}: CUDA_VISIBLE_DEVICES={devices}{shared}", flush=True)
         with open(folder / f"worker_{index}.log", "a") as log:  # the child keeps its own copy of the handle
             command = [sys.executable, "-m", "lightning_models.workflows.sweep", "--worker", str(folder), str(index)]
-            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            own = env if devices is None else {**env, "CUDA_VISIBLE_DEVICES": devices}
+            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=own))
     stop.children = workers
     while any(worker.poll() is None for worker in workers):
         if finished < (finished := len(study.get_trials(deepcopy=False, states=FINISHED))):
