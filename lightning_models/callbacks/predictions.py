@@ -85,6 +85,10 @@ class PredictionWriter(BasePredictionWriter):
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
         targets = batch[1].cpu() if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
         outputs = scores(pl_module, prediction)
+        if not (finite := torch.isfinite(outputs.reshape(len(outputs), -1)).all(dim=1)).all():
+            self.handle.close()  # the partial file stays partial: no label is written beside a NaN
+            raise ConfigError(f"row {self.written + int((~finite).nonzero()[0])}: the model's answer is not a finite number; "
+                              "no predictions were written (check the inputs and the checkpoint's weights).")
         writer = csv.writer(self.handle)
         if self.written == 0:
             writer.writerow(header(outputs, targets) + self.inputs[0])

@@ -226,6 +226,8 @@ def numpy_layers(net: PredictionNet, checkpoint: Path) -> list[tuple[str, list[n
                 layers.append((NUMPY_ACTIVATIONS[type(layer)], slope))
             else:
                 raise refusal
+    if type(module) is RegressionModule:  # the net answers in standardised target units; the module scales back
+        layers.append(("linear", [np.diag(module.target_std.cpu().numpy()), module.target_mean.cpu().numpy()]))
     if type(module) is ClassificationModule and module.hparams.get("loss") == "mse_onehot":
         layers += [(kind, []) for kind in CLASSIFIER_OUTPUTS[module.hparams.get("output_activation", "softmax")]]
     if net.softmax:
