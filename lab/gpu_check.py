@@ -33,6 +33,7 @@ from PIL import Image
 from torchvision.datasets import FashionMNIST
 
 from datamodules.fashion_mnist import prepare_raw_files
+from lab import benchmark_cases
 from lightning_models import build
 from lightning_models.machine import auto_precision, describe, gpu_facts, machine_record
 
@@ -60,8 +61,7 @@ class StepClock(pl.Callback):
 
     def __init__(self, warmup: int, steps: int, syncs: bool = False) -> None:
         self.warmup, self.steps, self.syncs, self.record = warmup, steps, syncs, {}
-        self.samples: list[float] = []
-        self.caught: warnings.catch_warnings | None = None
+        self.samples, self.caught = [], None  # utilisation samples; the warnings caught while counting syncs
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.global_step == self.warmup:
@@ -139,9 +139,8 @@ def step_time(args: argparse.Namespace, precision: str, compiled: bool, bar: boo
 
 
 def time_to_accuracy(args: argparse.Namespace) -> dict:
-    from lab.benchmark_cases import time_to_accuracy as case
-
-    record = case(argparse.Namespace(quick=args.device == "cpu", seeds="0", threshold=0.93, data_dir=args.data_dir))
+    quick = args.device == "cpu"  # the dry run: 4 epochs of 2 tiny batches
+    record = benchmark_cases.time_to_accuracy(argparse.Namespace(quick=quick, seeds="0", threshold=0.93, data_dir=args.data_dir))
     args.run_dir = record["runs"][0]["run_dir"]
     return record
 
@@ -188,9 +187,8 @@ def predict_export_serve(args: argparse.Namespace) -> dict:
 
 
 def resume(args: argparse.Namespace) -> dict:
-    batches = 3 if args.device == "cpu" else 50
     words = ["fit", "--config", str(CONFIG), *args.data, "--trainer.max_epochs=3",
-             f"--trainer.limit_train_batches={batches}", "--data.init_args.augment_from_epoch=1",
+             f"--trainer.limit_train_batches={3 if args.device == 'cpu' else 50}", "--data.init_args.augment_from_epoch=1",
              "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
     kill = json.dumps({"class_path": "lab.gpu_check.KillAt", "init_args": {"epoch": 2, "batch": 1}})
     folders, outcome = {name: Path(args.out, "resume", name) for name in ("whole", "killed")}, {}
@@ -260,19 +258,21 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     args.out = str(Path(args.out).resolve())
     args.data_dir = str(Path(args.data_dir or write_tiny(Path(args.out, "tiny"))).resolve())
-    tiny = ["--data.init_args.val_size=32", "--data.init_args.batch_size=32"] if args.dry_run else []
-    args.data = [f"--data.data_dir={args.data_dir}", *tiny]
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    args.data = [f"--data.data_dir={args.data_dir}", *(["--data.init_args.val_size=32", "--data.init_args.batch_size=32"]
+                                                       if args.dry_run else [])]  # the dry run's tiny set
     for name, what, on_cpu, _ in CHECKS:
         print(f"{name}: {what}{'' if on_cpu or not args.dry_run else ' (GPU only: skipped)'}", flush=True)
-    here, visible = os.getcwd(), os.environ.get("CUDA_VISIBLE_DEVICES")
+    lightning = logging.getLogger("pytorch_lightning")  # its INFO lines per run: the summary says what matters
+    here, visible, level = os.getcwd(), os.environ.get("CUDA_VISIBLE_DEVICES"), lightning.level
     os.chdir(args.out)  # the runs' folders: lightning_logs/ in --out
+    lightning.setLevel(logging.WARNING)
     if args.dry_run:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU, even on a GPU machine
     try:
         report = run_checks(args)
     finally:
         os.chdir(here)
+        lightning.setLevel(level)
         if args.dry_run:
             os.environ.pop("CUDA_VISIBLE_DEVICES") if visible is None else os.environ.update(CUDA_VISIBLE_DEVICES=visible)
     Path(args.out, "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -147,7 +147,7 @@ def test_the_in_memory_path_budgets_against_each_rank_s_share_and_a_gpu_s_free_m
 def test_setup_says_which_path_it_chose_and_streams_pinned_beyond_the_gpu_s_memory(tmp_path, monkeypatch, caplog):
     root = write_folder(tmp_path / "images", per_class=10)
     data = ImageFolderDataModule(str(root), batch_size=8, num_workers=0)
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="pytorch_lightning"):
         data.setup()
     assert re.search(r"30 decoded images \(0 MB\) in memory on cpu, within memory_budget=0.5 of the RAM", caplog.text)
     assert data.batches("train", shuffle=True).__class__.__name__ == "ImageBatches"
