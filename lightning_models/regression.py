@@ -35,7 +35,7 @@ class RegressionModule(TaskModule):
             hidden layers: linear regression.
         zero_init: start from all-zero weights and biases (text 001's W = 0, b = 0).
         loss: ``mse``, or ``smooth_l1`` (PyTorch's polynomial example, which text 003 follows).
-        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step`` of ``TaskModule``.
+        **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step``, ``compile`` of ``TaskModule``.
 
     ``target_mean``/``target_std`` (buffers, saved in the checkpoint): the datamodule's, when it standardises the
     target (``standardize_target``; else 0 and 1). The net then fits the standardised target, the loss is computed on
