@@ -214,3 +214,21 @@ def assert_cross_validation(fold_rows: list[tuple[list, list]], rest: list, labe
         assert sorted(train) == sorted(set(rest) - set(val))
         counts = Counter(label_of[row] for row in val)
         assert all(abs(counts[label] - count / folds) <= 1 for label, count in shares.items()), (counts, shares)
+
+
+# Four batches a step apart per epoch, and an lr so high that the validation loss does not fall all the way: the best
+# checkpoint is an earlier epoch's than the last.
+CLIMBING_OPTIONS = ["--trainer.max_epochs=3", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                    "--trainer.precision=32-true", "--model.init_args.updates_per_step=1", "--data.init_args.batch_size=16",
+                    "--model.init_args.optimizer.init_args.lr=1.0"]
+
+
+class FitValidations(pl.Callback):
+    """What each validation during fit measured, with the global step and epoch it ran at."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, float]] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.seen.append((trainer.global_step, trainer.current_epoch, float(trainer.callback_metrics["val/loss"])))

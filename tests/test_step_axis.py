@@ -6,28 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lightning_models import run
 from tests.conftest import CONFIGS
-
-# Four batches a step apart per epoch, and an lr so high that the validation loss does not fall all the way: the best
-# checkpoint is an earlier epoch's than the last.
-OPTIONS = ["--trainer.max_epochs=3", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-           "--trainer.precision=32-true", "--model.init_args.updates_per_step=1", "--data.init_args.batch_size=16",
-           "--model.init_args.optimizer.init_args.lr=1.0"]
-
-
-class FitValidations(pl.Callback):
-    """What each validation during fit measured, with the global step and epoch it ran at."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[int, int, float]] = []
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == "fit":
-            self.seen.append((trainer.global_step, trainer.current_epoch, float(trainer.callback_metrics["val/loss"])))
+from tests.helpers import CLIMBING_OPTIONS as OPTIONS
+from tests.helpers import FitValidations
 
 
 def events(folder: Path) -> EventAccumulator:

@@ -19,8 +19,8 @@ import pytest
 
 from lightning_models import run
 from tests.conftest import CONFIGS
-from tests.helpers import free_port, write_idx
-from tests.test_step_axis import OPTIONS, FitValidations
+from tests.helpers import CLIMBING_OPTIONS as OPTIONS
+from tests.helpers import FitValidations, free_port, write_idx
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
