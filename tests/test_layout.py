@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 
 # Lower rank first; a module may import only modules of its own rank or lower. The package's __init__ (the public
 # names) and the entry points (scripts/, lab/) sit on top.
-RANKS = {"lightning_models.checks": 0, "datamodules": 1, "lightning_models": 1, "lightning_models.callbacks": 2,
+RANKS = {"lightning_models.checks": 0, "lightning_models.util": 0, "datamodules": 1, "lightning_models": 1, "lightning_models.callbacks": 2,
          "lightning_models.training": 3, "lightning_models.inference": 4, "lightning_models.workflows": 5,
          "scripts": 6, "lab": 6}
 FOLDERS = ["lightning_models", "datamodules", "scripts", "lab"]
