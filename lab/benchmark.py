@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from benchmark_cases import fashion_gpu, fashion_precision, fashion_vs_loop, image_folder_vs_fashion, iris_full_batch, time_to_accuracy
+from benchmark_stats import details, write_json
 
-from lab.benchmark_cases import fashion_gpu, fashion_precision, fashion_vs_loop, image_folder_vs_fashion, iris_full_batch, time_to_accuracy
-from lab.benchmark_stats import details, write_json
 from lightning_models.training.experiments import parse_seeds
 
 TARGETS = {"iris_full_batch": 1.5, "fashion_vs_source_loop": 1.0, "fashion_vs_tensor_loop": 1.05}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from benchmark_stats import Interleaved, Side, bootstrap_interval, compare, pair_record, timed
 from pytorch_lightning.cli import SaveConfigCallback
 from torch.nn import functional as F
 
 from datamodules.fashion_mnist import ImageBatches
-from lab.benchmark_stats import Interleaved, Side, bootstrap_interval, compare, pair_record, timed
 from lightning_models import build, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.training.experiments import parse_seeds

@@ -125,10 +125,20 @@ def details(r: dict) -> list[str]:
 
 
 def write_json(path: Path, meta: dict, results: list[dict]) -> None:
+    """Each case's new record, dated with its CPU kind and commit, under ``cases``; the one it replaces moves to the end
+    of ``history[case]``, so no measurement is lost."""
+    import ledger
+    import reproduce
+
     old = json.loads(path.read_text()) if path.is_file() else {"meta": {}, "cases": []}
-    if old["meta"].get("quick") == meta["quick"]:  # same kind of run: the other cases' records stay
-        new = {r["case"]: r for r in results}
-        results = [new.pop(r["case"], r) for r in old["cases"]] + list(new.values())
-        meta = {**old["meta"], **meta}
+    history = old.get("history", {})
+    stamp = {"date": time.strftime("%Y-%m-%d"), "cpu_kind": ledger.cpu_kind("cuda" if torch.cuda.is_available() else "cpu"),
+             "machine": reproduce.machine("auto")[1], "commit": reproduce.revision(), **meta}
+    new = {r["case"]: {**stamp, **r} for r in results}
+    for r in old["cases"]:
+        if r["case"] in new:
+            history.setdefault(r["case"], []).append(r)
+    cases = [new.pop(r["case"], r) for r in old["cases"]] + list(new.values())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "cases": results}, indent=2) + "\n")
+    path.write_text(json.dumps({"meta": {"note": "cases: each case's latest record; history: the ones they replaced, oldest first"},
+                                "cases": cases, "history": history}, indent=2) + "\n")

@@ -27,13 +27,13 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+import benchmark_cases
 import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torchvision.datasets import FashionMNIST
 
 from datamodules.fashion_mnist import prepare_raw_files
-from lab import benchmark_cases
 from lightning_models import build
 from lightning_models.machine import auto_precision, describe, gpu_facts, machine_record
 
@@ -148,7 +148,7 @@ def time_to_accuracy(args: argparse.Namespace) -> dict:
 def script(name: str, *words: str, timeout: int = 600) -> dict:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *words], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT / "lab")})
     return {"command": f"scripts/{name} {' '.join(words)}", "returncode": done.returncode,
             "seconds": round(time.perf_counter() - started, 2), "stderr_tail": done.stderr[-600:]}
 
@@ -190,12 +190,12 @@ def resume(args: argparse.Namespace) -> dict:
     words = ["fit", "--config", str(CONFIG), *args.data, "--trainer.max_epochs=3",
              f"--trainer.limit_train_batches={3 if args.device == 'cpu' else 50}", "--data.init_args.augment_from_epoch=1",
              "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"]
-    kill = json.dumps({"class_path": "lab.gpu_check.KillAt", "init_args": {"epoch": 2, "batch": 1}})
+    kill = json.dumps({"class_path": "gpu_check.KillAt", "init_args": {"epoch": 2, "batch": 1}})
     folders, outcome = {name: Path(args.out, "resume", name) for name in ("whole", "killed")}, {}
     for name, extra in (("whole", []), ("killed", [f"--trainer.callbacks+={kill}"]), ("killed", ["--ckpt_path", "last"])):
         folders[name].mkdir(parents=True, exist_ok=True)
         done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *words, *extra], cwd=folders[name],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1200)
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "lab")}, timeout=1200)
         outcome[f"{name}{' resumed' if 'last' in extra else ''}"] = done.returncode
     got, expected = (json.loads(next(folders[name].glob("lightning_logs/*/version_0/metrics.json")).read_text())
                      for name in ("killed", "whole"))

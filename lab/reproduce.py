@@ -1,42 +1,38 @@
-"""Run every experiment of the registry (source recipe and default config) over seeds into one table.
+"""Run what is missing or stale in the ledger (``reports/runs/``), every experiment and seed, into one table.
 
-    python lab/reproduce.py --data-dir ../shared/data            # everything, each experiment's seeds (registry)
-    python lab/reproduce.py --quick --only iris,synthetic         # a few steps each: a smoke test
-    python lab/reproduce.py --only iris --seeds 0-2               # seeds 0, 1, 2 (also: 0,1,2); --seeds 0: one run
-    python lab/reproduce.py --only fashion_cnn --accelerator gpu --out reports/gpu
+    python lab/reproduce.py --data-dir ../shared/data            # everything missing or stale, each experiment's seeds
+    python lab/reproduce.py --plan --data-dir ../shared/data     # what would run, and the time it would take; runs nothing
+    python lab/reproduce.py --only iris --seeds 0                # seed 0 of the iris rows
+    python lab/reproduce.py --quick --only iris,synthetic         # a few steps each: a smoke test (lightning_logs/reproduce/)
     python lab/reproduce.py --registry my/experiments.yaml --only wine --out my/reports  # your own registry
-    python lab/reproduce.py --update-readme                       # README and docs/results.md tables
-    python lab/reproduce.py --check-readme                        # exit 1 when they disagree
+    python lab/reproduce.py --update-readme                       # RESULTS.json/.md, README and docs/results.md tables
+    python lab/reproduce.py --check-readme                        # exit 1 when they differ from the ledger
 
-Writes ``<out>/RESULTS.md`` and ``<out>/RESULTS.json`` (docs/reproducing.md): each recipe's mean ± sample std (n)
-over seeds, a verdict on the source text's figure, wall times, the commit and the CPU. Seed ``n`` is
-``lightning_models.workflows.seeds.seed_options(n)``: initialisation, dropout, batch order and augmentation; the data split stays
-(``--vary-split``: a split per seed). Every run is ``lightning_models.run`` in this process. ``<out>`` is ``reports/``
-for a full run of the project's registry, ``lightning_logs/reproduce/`` otherwise (``--only``, another registry). An
-existing report in ``<out>`` is never replaced by one of another kind (quick, accelerator, device, registry, seeds,
-split rule) without ``--force``; with ``--only``, one of the same kind keeps its other rows.
+Each run writes its record (``lab/ledger.py``) when it finishes, so a killed reproduction goes on where it stopped.
+Runs go to ``--jobs`` processes (every core; one thread each), the experiments that need ``--data-dir`` after them
+with every thread. ``<out>/RESULTS.md`` and ``RESULTS.json`` are made from the records (docs/reproducing.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import logging
+import multiprocessing
 import os
-import statistics
 import time
-from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from lab.tables import RECIPES, check_tables, shown_path, table
+import ledger
+from tables import check_tables, results_page
+
 from lightning_models.training.experiments import REGISTRY, Experiment, load_registry, parse_seeds
-from lightning_models.training.run import RunResult
-from lightning_models.workflows.seeds import seed_options
+from lightning_models.util import quiet_logs
 
-ROOT = Path(__file__).resolve().parents[1]
-
-QUICK = ["--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_train_batches=5",
-         "--trainer.limit_val_batches=5", "--trainer.limit_test_batches=5"]
+ROOT = ledger.ROOT
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
 def select(experiments: list[Experiment], text: str | None) -> list[Experiment]:
@@ -48,182 +44,130 @@ def select(experiments: list[Experiment], text: str | None) -> list[Experiment]:
     return [e for e in experiments if not names or e.name in names or e.group in names]
 
 
-def summarize(per_seed: dict[str, list[float | None]]) -> dict:
-    """Mean, sample std (n - 1; 0 for one seed), n, min and max of each key's values over seeds."""
-    out: dict[str, dict] = {"values": {}, "std": {}, "n": {}, "min": {}, "max": {}}
-    for key, values in per_seed.items():
-        found = [v for v in values if v is not None]
-        out["values"][key] = statistics.fmean(found) if found else None
-        out["std"][key] = statistics.stdev(found) if len(found) > 1 else (0.0 if found else None)
-        out["n"][key] = len(found)
-        out["min"][key], out["max"][key] = (min(found), max(found)) if found else (None, None)
-    return out
-
-
-def verdict(e: Experiment, source: dict | None) -> tuple[str, str]:
-    """("reproduced" | "differs" | "—", why): the source text's figure against the seeds of ``source``, the source
-    recipe's result (the default's for experiments whose config is the text's)."""
-    figure = e.source_figure
-    if not figure:
-        return "—", "the text reports no number to compare"
-    if source is None:
-        return "—", "not run"
-    low, high = source["min"].get(figure["key"]), source["max"].get(figure["key"])
-    if low is None:
-        return "—", f"{figure['key']} missing"
-    if "value" in figure:  # the text's figure is rounded: half a unit of its last digit either side
-        half = 0.5 * 10 ** -len(repr(float(figure["value"])).split(".")[1])
-        ok, measured = low - half <= figure["value"] <= high + half, f"text {figure['value']}, seeds {low:.4g}..{high:.4g}"
-    elif "at_most" in figure:
-        ok, measured = high <= figure["at_most"], f"all seeds <= {figure['at_most']}: max {high:.4g}"
-    else:
-        ok, measured = low >= figure["at_least"], f"all seeds >= {figure['at_least']}: min {low:.4g}"
-    return ("reproduced", measured) if ok else ("differs", f"{measured}; {e.differs_because or 'cause not found'}")
-
-
-def run_one(config: Path, overrides: list[str]) -> RunResult:
+def run_one(config: Path, options: list[str]):  # -> lightning_models.RunResult
     from lightning_models import run
 
-    return run(config, "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *overrides)
+    with contextlib.redirect_stdout(io.StringIO()), quiet_logs():
+        return run(config, *QUIET, *options)
 
 
-def value(result: RunResult, key: str) -> float | None:
-    found = result.metrics.get(key.split("/", 1)[0], {}).get(key)
-    return None if found is None else float(found)
+def machine(accelerator: str) -> tuple[str, str]:
+    """(CPU kind, the machine in words: no path, no host name)."""
+    from lightning_models.machine import cpu_info
+
+    kind = ledger.cpu_kind("cpu" if accelerator == "cpu" else "auto")
+    return kind, kind.split(" (")[0].removeprefix("cuda ") if kind.startswith("cuda") else f"{cpu_info()[0]}, {os.cpu_count()} cores"
 
 
-def run_all(experiments: list[Experiment], args: argparse.Namespace,
-            runner: Callable[[Path, list[str]], RunResult] = run_one) -> list[dict]:
-    """Every (experiment, recipe) once per seed; ``runner(config, options)`` is ``run_one`` (tests pass a fake)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def revision() -> str:
     from lightning_models.machine import code_record
 
     code = code_record()
-    revision = "unknown" if code is None else code["commit"][:7] + ("+changes" if code["dirty"] else "")
-    overrides = [*(QUICK if args.quick else []), f"--trainer.accelerator={args.accelerator}"]
-    seeds = {e.name: parse_seeds(args.seeds or ("0" if args.quick else e.seeds)) for e in experiments}
-    jobs = [(e, recipe) for e in experiments for recipe in RECIPES
-            if (recipe == "default" or e.source_config is not None) and (not e.needs_data_dir or args.data_dir)]
-    rows = {e.name: {"experiment": e.name, **e.record(), "source": None, "default": None,
-                     **({"note": "skipped: no --data-dir"} if e.needs_data_dir and not args.data_dir else {})} for e in experiments}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
-        task = progress.add_task("experiments", total=sum(len(seeds[e.name]) for e, _ in jobs))
-        for e, recipe in jobs:
-            config, runs = e.config(recipe), []
-            for seed in seeds[e.name]:
-                progress.update(task, description=f"{e.name} ({recipe}, seed {seed})")
-                started = time.perf_counter()
-                result = runner(config, [*overrides, *e.data_overrides(args.data_dir), *(e.quick_overrides if args.quick else []),
-                                         *seed_options(seed, config, args.vary_split)])
-                runs.append((result, round(time.perf_counter() - started, 1)))
-                progress.advance(task)
-            keys = e.source_keys if recipe == "source" else e.default_keys
-            per_seed = {key: [value(result, key) for result, _ in runs] for key in keys}
-            first = runs[0][0]
-            rows[e.name][recipe] = {
-                **summarize(per_seed), "per_seed": per_seed, "seeds": seeds[e.name],
-                "sklearn": summarize({"s": [value(result, e.sklearn_key) for result, _ in runs]})["values"]["s"] if e.sklearn_key else None,
-                "wall_time_s": round(sum(seconds for _, seconds in runs), 1), "wall_times_s": [seconds for _, seconds in runs],
-                "epochs": first.record["epochs"], "global_step": first.record["global_step"],
-                "run_dir": str(first.folder), "run_dirs": [str(result.folder) for result, _ in runs],
-                "config": shown_path(config), "date": time.strftime("%Y-%m-%d"), "commit": revision,
-            }
-    for e in experiments:
-        rows[e.name]["verdict"], rows[e.name]["verdict_reason"] = verdict(e, rows[e.name]["source" if e.source_config else "default"])
-    return list(rows.values())
+    return "unknown" if code is None else code["commit"][:7] + ("+changes" if code["dirty"] else "")
 
 
-def machine(accelerator: str = "auto") -> dict:
-    """The device, the CPU model and the vector extensions float results depend on, the library versions. A GPU only
-    where the runs train on one (``--accelerator`` auto or gpu, and CUDA here): a CPU run's report names none."""
-    import platform
-
+def work(e: Experiment, kind: str, seed: int, args: argparse.Namespace, threads: int | None, runner=run_one) -> dict:
+    """One run and its record; ``threads``: torch's intra-op threads for it (None: as they are)."""
     import torch
 
-    from lightning_models.machine import CUDA_ACCELERATORS, cpu_info, gpu_facts
-    from lightning_models.training.run import library_versions
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads := threads or before)
+    options = ledger.run_options(e, kind, seed, args.quick, args.vary_split)
+    started = time.perf_counter()
+    try:
+        result = runner(e.config(kind), [f"--trainer.accelerator={args.accelerator}", *e.data_overrides(args.data_dir), *options])
+    finally:
+        torch.set_num_threads(before)
+    cpu_kind, where = machine(args.accelerator)
+    folder = Path(result.folder).resolve()
+    return {"experiment": e.name, "kind": kind, "seed": seed, "fingerprint": ledger.fingerprint(e, kind, options),
+            "metrics_version": ledger.METRICS_VERSION, "options": options,
+            "metrics": {k: float(v) for block in result.metrics.values() for k, v in block.items()},
+            "wall_time_s": round(time.perf_counter() - started, 1), "epochs": result.record.get("epochs"),
+            "global_step": result.record.get("global_step"), "precision": result.record.get("precision", "32-true"),
+            "cpu_kind": cpu_kind, "machine": where, "threads": threads, "accelerator": args.accelerator,
+            "commit": revision(), "date": time.strftime("%Y-%m-%d"), "versions": result.record.get("versions"),
+            "run_dir": os.path.relpath(folder) if folder.is_relative_to(Path.cwd()) else None}
 
-    model, flags = cpu_info()
-    extensions = [flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if flag in flags]
-    gpu = gpu_facts() if accelerator in CUDA_ACCELERATORS and torch.cuda.is_available() else None  # starts no CUDA here
-    return {"device": gpu["name"] if gpu else f"CPU, {os.cpu_count()} cores",
-            "gpu_capability": gpu and gpu["capability"], "cuda": gpu and torch.version.cuda,
-            "cudnn": gpu and torch.backends.cudnn.version(), "gpus_visible": gpu and torch.cuda.device_count(),
-            "cpu": model, "cpu_extensions": extensions, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "platform": platform.platform(), "threads": torch.get_num_threads(), **library_versions()}
+
+def plan(experiments: list[Experiment], args: argparse.Namespace, records: dict) -> list[tuple[Experiment, str, int]]:
+    """The (experiment, kind, seed) runs that are missing or stale in ``records``."""
+    jobs = []
+    for e in experiments:
+        if e.needs_data_dir and not args.data_dir:
+            print(f"skipped {e.name}: it needs --data-dir")
+            continue
+        for kind in (k for k in ledger.KINDS if k == "default" or e.source_config):
+            for seed in parse_seeds(args.seeds or ("0" if args.quick else e.seeds)):
+                options = ledger.run_options(e, kind, seed, args.quick, args.vary_split)
+                if (old := records.get((e.name, kind, seed))) is None or old["fingerprint"] != ledger.fingerprint(e, kind, options):
+                    jobs.append((e, kind, seed))
+    return jobs
+
+
+def mixed_kinds(jobs: list, records: dict, here: str) -> str | None:
+    """The first row whose fresh records and new runs would come from two CPU kinds, in words."""
+    running = {(e.name, kind) for e, kind, _ in jobs}
+    redone = {(e.name, kind, seed) for e, kind, seed in jobs}
+    for name, kind in sorted(running):
+        kept = {r["cpu_kind"] for key, r in records.items() if key[:2] == (name, kind) and key not in redone}
+        if kept - {here}:
+            return f"row {name} ({kind}) holds records of {', '.join(sorted(kept))}; this machine is {here}"
+    return None
+
+
+def estimate(job: tuple, records: dict, done: list[float]) -> float:
+    old = records.get((job[0].name, job[1], job[2]))
+    return old["wall_time_s"] if old else (sum(done) / len(done) if done else 10.0)
+
+
+def execute(jobs: list, args: argparse.Namespace, runs: Path, records: dict, runner=run_one) -> None:
+    """Every job, each record written as it finishes; a line per run with the estimated time left."""
+    small, big = [j for j in jobs if not j[0].needs_data_dir], [j for j in jobs if j[0].needs_data_dir]
+    left, done, started = list(jobs), [], time.perf_counter()
+
+    def finished(job: tuple, record: dict) -> None:
+        ledger.write(runs, record)
+        left.remove(job)
+        done.append(record["wall_time_s"])
+        rest = sum(estimate(j, records, done) for j in left if not j[0].needs_data_dir) / max(1, args.jobs)
+        rest += sum(estimate(j, records, done) for j in left if j[0].needs_data_dir)
+        print(f"[{len(jobs) - len(left)}/{len(jobs)}] {job[0].name} {job[1]} seed {job[2]}: {record['wall_time_s']} s; "
+              f"{(time.perf_counter() - started) / 60:.1f} min so far, about {rest / 60:.1f} min left", flush=True)
+
+    if args.jobs > 1 and small and runner is run_one:
+        pending, running = list(small), {}
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            while pending or running:
+                for job in list(pending):  # never two runs of one row at once: they would pick the same run folder
+                    if len(running) < args.jobs and (job[0].name, job[1]) not in {(j[0].name, j[1]) for j in running.values()}:
+                        pending.remove(job)
+                        running[pool.submit(work, *job, args, 1)] = job
+                over, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in over:
+                    finished(running.pop(future), future.result())
+    else:
+        big = small + big
+    for job in big:
+        finished(job, work(*job, args, None if job[0].needs_data_dir else 1, runner))
+
+
+def write_report(out: Path, registry: list[Experiment]) -> dict:
+    """``RESULTS.json`` and ``RESULTS.md`` in ``out`` from the records in ``out/runs``; the project's docs tables too."""
+    data = ledger.results(registry, ledger.load(out / "runs"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "RESULTS.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "RESULTS.md").write_text(results_page(data, out))
+    print(f"wrote {out / 'RESULTS.md'} and {out / 'RESULTS.json'} from {data['meta']['records']} records")
+    return data
 
 
 def output_folder(args: argparse.Namespace) -> Path:
-    """``--out``; by default ``reports`` for a full run of the project's registry, else a folder git ignores."""
+    """``--out``; by default the project's ``reports`` for its registry, else a folder git ignores (quick, --vary-split)."""
     if args.out:
         return Path(args.out)
-    full = not args.only and Path(args.registry).resolve() == REGISTRY
-    return Path("reports" if full else "lightning_logs/reproduce")
-
-
-def report_kind(meta: dict) -> dict:
-    """What makes two reports comparable row by row; reports from before a field existed get the value they had."""
-    return {"quick": meta.get("quick"), "accelerator": meta.get("accelerator"), "device": meta["machine"]["device"],
-            "registry": meta.get("registry", shown_path(REGISTRY)), "seeds": meta.get("seeds"),
-            "split": meta.get("split", "one per seed")}  # a report without the field moved the split with the seed
-
-
-def kind_of(args: argparse.Namespace) -> dict:
-    return {"quick": args.quick, "accelerator": args.accelerator, "registry": shown_path(Path(args.registry).resolve()),
-            "seeds": args.seeds, "split": "one per seed" if args.vary_split else "fixed", "machine": machine(args.accelerator)}
-
-
-def other_kind(out: Path, args: argparse.Namespace) -> str | None:
-    """Why the report in ``out`` is of another kind than this run would write (None: same kind, or no report)."""
-    if not (out / "RESULTS.json").is_file():
-        return None
-    old, new = report_kind(json.loads((out / "RESULTS.json").read_text())["meta"]), report_kind(kind_of(args))
-    differ = [f"{key} {old[key]!r} there, {new[key]!r} now" for key in new if old[key] != new[key]]
-    return "; ".join(differ) or None
-
-
-def write_report(rows: list[dict], args: argparse.Namespace, seconds: float, experiments: list[Experiment]) -> None:
-    out = output_folder(args)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), **kind_of(args), "data_dir": args.data_dir, "total_wall_time_s": round(seconds, 1)}
-    old = json.loads((out / "RESULTS.json").read_text()) if args.only and (out / "RESULTS.json").is_file() else None
-    if old and other_kind(out, args):  # --force: main() refused it otherwise
-        print(f"note: {out / 'RESULTS.json'} comes from another kind of run; --force: it is replaced, not merged")
-    elif old:  # the listed experiments' rows replace theirs; the others stay
-        merged = {row["name"]: row for row in [*old["experiments"], *rows]}
-        rows = [merged[e.name] for e in experiments if e.name in merged]
-    runs = [row[recipe] for row in rows for recipe in RECIPES if row[recipe]]
-    if args.only:
-        meta["total_wall_time_s"] = round(sum(run["wall_time_s"] for run in runs), 1)
-        meta["date"] = ", ".join(sorted({run["date"] for run in runs})) or meta["date"]
-    by_name = {e.name: e for e in experiments}
-    for row in rows:  # the registry's figures and reasons as they are now, for kept rows too
-        result = row["source"] if row.get("source_keys") else row["default"]
-        if row["name"] in by_name and result and "min" in result:
-            row["verdict"], row["verdict_reason"] = verdict(by_name[row["name"]], result)
-    (out / "RESULTS.json").write_text(json.dumps({"meta": meta, "experiments": rows}, indent=2) + "\n")
-    m = meta["machine"]
-    revisions = sorted({run["commit"] for run in runs if run.get("commit")})
-    text = [
-        "# Results", "",
-        f"Generated by `python lab/reproduce.py{' --quick' if args.quick else ''}` on {meta['date']}: "
-        f"{m['device']}, torch {m['torch']}, pytorch-lightning {m['pytorch_lightning']}, accelerator "
-        f"`{args.accelerator}`; {meta['total_wall_time_s'] / 60:.1f} min of runs in all. "
-        f"CPU: {m.get('cpu', 'unknown')} ({', '.join(m.get('cpu_extensions', [])) or 'no listed extensions'}); "
-        f"commit{'s' if len(revisions) > 1 else ''} {', '.join(revisions) or 'unknown'}."
-        + (f" Last re-run: `--only {args.only}`; the other rows come from the earlier report." if args.only else "")
-        + (" **Quick mode: a few steps each, not results.**" if args.quick else ""),
-        "Each cell: mean ± sample std (n - 1) over the row's n seeds (`seeds` and `n` in the JSON, with every seed's value,",
-        "min, max and run folder); a seed moves init, dropout and batch order"
-        + (", and the split (`--vary-split`)." if args.vary_split else ", not the split.")
-        + " Test split unless the metric says otherwise. Source-recipe configs train on all",
-        "training rows and validate on them, so their train metric is the one the source texts report.",
-        "Machine-readable: `RESULTS.json` beside this file.", "",
-        table(rows, out), "",
-    ]
-    (out / "RESULTS.md").write_text("\n".join(text))
-    print(f"wrote {out / 'RESULTS.md'} and {out / 'RESULTS.json'}")
+    project = Path(args.registry).resolve() == REGISTRY and not args.quick and not args.vary_split
+    return ROOT / "reports" if project else Path("lightning_logs/reproduce")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,42 +178,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (the GPU when there is one)")
     parser.add_argument("--seeds", default=None, help="seeds per row, e.g. 0-4 or 0,1,2 (default: the registry's; --quick: 0)")
     parser.add_argument("--registry", default=str(REGISTRY), help="the experiment registry (default: configs/experiments.yaml)")
-    parser.add_argument("--out", default=None, help="folder for RESULTS.md/.json (default: reports/ for a full run of the project's "
-                        "registry, else lightning_logs/reproduce/; --update-readme: the project's reports/)")
+    parser.add_argument("--out", default=None, help="folder for runs/ and RESULTS.md/.json (default: the project's reports/ for "
+                        "its registry, else lightning_logs/reproduce/)")
     parser.add_argument("--vary-split", action="store_true", help="each seed also draws its own data split (default: one split)")
-    parser.add_argument("--force", action="store_true", help="replace a report in --out of another kind (quick, accelerator, "
-                        "device, registry, seeds, split)")
-    parser.add_argument("--update-readme", action="store_true", help="rewrite README.md's and docs/results.md's tables from the report")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="processes for the small experiments (default: every core)")
+    parser.add_argument("--mix-cpu-kinds", action="store_true", help="let a row hold records of several CPU kinds")
+    parser.add_argument("--plan", action="store_true", help="print what is missing or stale and its estimated time; run nothing")
+    parser.add_argument("--update-readme", action="store_true", help="rewrite RESULTS.json/.md, README.md's and docs/results.md's "
+                        "tables from the ledger")
     parser.add_argument("--check-readme", action="store_true", help="exit 1 when those tables differ from what --update-readme writes")
     args = parser.parse_args(argv)
     try:
         registry = load_registry(args.registry)
-    except ValueError as error:
-        parser.error(str(error))
-    try:
         parse_seeds(args.seeds or "0")
     except ValueError as error:
-        parser.error(f"--{error}")
+        parser.error(str(error))
+    out = output_folder(args)
     if args.update_readme or args.check_readme:
         if Path(args.registry).resolve() != REGISTRY:
-            parser.error(f"--registry {args.registry}: the project's tables come from {shown_path(REGISTRY)}; "
-                         "--update-readme and --check-readme take no other registry")
-        report = Path(args.out or ROOT / "reports") / "RESULTS.json"
-        if not report.is_file():
-            parser.error(f"no report at {report}; run lab/reproduce.py first or give --out")
-        return check_tables(report, ROOT / "README.md", ROOT / "docs" / "results.md", registry, update=args.update_readme)
-    experiments = select(registry, args.only)
+            parser.error(f"--registry {args.registry}: the project's tables come from {ledger.shown_path(REGISTRY)}")
+        if args.update_readme:
+            write_report(out, registry)
+        return check_tables(out / "RESULTS.json", ROOT / "README.md", ROOT / "docs" / "results.md", registry, update=args.update_readme)
     if args.data_dir and not Path(args.data_dir).is_dir():
         parser.error(f"--data-dir {args.data_dir!r} is not a folder")
-    import pytorch_lightning  # noqa: F401  (configures its loggers on import: quieten them afterwards)
-
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if (reason := other_kind(output_folder(args), args)) and not args.force:
-        parser.exit(2, f"error: {output_folder(args) / 'RESULTS.json'} holds another kind of report ({reason}); "
-                       "give another --out, or --force to replace it\n")
-    started = time.perf_counter()
-    write_report(run_all(experiments, args), args, time.perf_counter() - started, registry)
+    if args.quick and out.resolve() == ROOT / "reports":
+        parser.error("--quick runs are checks, not results: they never go into the project's reports/; give another --out")
+    records = ledger.load(out / "runs")
+    jobs = plan(select(registry, args.only), args, records)
+    if (reason := mixed_kinds(jobs, records, machine(args.accelerator)[0])) and not args.mix_cpu_kinds:
+        parser.exit(2, f"error: {reason}: run the whole row on one kind, or give --mix-cpu-kinds\n")
+    serial = sum(estimate(job, records, []) for job in jobs)
+    print(f"{len(jobs)} runs missing or stale in {out / 'runs'}; about {serial / 60:.1f} min serial, "
+          f"{serial / max(1, args.jobs) / 60:.1f} min on {args.jobs} processes (from the earlier records' wall times)")
+    if args.plan:
+        for e, kind, seed in jobs:
+            print(f"  {e.name} {kind} seed {seed}")
+        return 0
+    execute(jobs, args, out / "runs", records)
+    write_report(out, registry)
+    if out.resolve() == ROOT / "reports" and Path(args.registry).resolve() == REGISTRY:
+        check_tables(out / "RESULTS.json", ROOT / "README.md", ROOT / "docs" / "results.md", registry, update=True)
     return 0
 
 

@@ -30,7 +30,7 @@ def test_benchmark_quick_mode_writes_comparable_records(tmp_path):
 def test_compare_interleaves_chunks_and_reports_the_median_ratio_with_a_bootstrap_interval(monkeypatch):
     """A drifting machine must not be charged to one side: the sides alternate chunk by chunk, the
     first side rotating each round; the ratio is the median of per-round ratios."""
-    from lab import benchmark_stats as benchmark
+    import benchmark_stats as benchmark
 
     calls: list[str] = []
     durations = iter([2.0, 1.0, 1.0, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0, 1.0])  # per chunk, in call order
@@ -60,7 +60,7 @@ def test_bootstrap_interval_is_seeded_and_narrows_with_more_rounds():
     import random
     import statistics
 
-    from lab.benchmark_stats import bootstrap_interval
+    from benchmark_stats import bootstrap_interval
 
     generator = random.Random(1)
     few = [1.0 + generator.gauss(0, 0.1) for _ in range(6)]
@@ -114,10 +114,10 @@ def test_time_to_accuracy_reports_the_first_validation_at_the_threshold(tmp_path
     import logging
     import statistics
 
+    import benchmark
     import yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from lab import benchmark
     from lightning_models.machine import cpu_info
     from tests.helpers import write_idx
 
@@ -164,3 +164,15 @@ def test_time_to_accuracy_reports_the_first_validation_at_the_threshold(tmp_path
     accuracies = [run["test_acc"] for run in record["runs"]]
     assert record["test_acc_mean"] == pytest.approx(statistics.fmean(accuracies))
     assert record["test_acc_std"] == pytest.approx(statistics.stdev(accuracies))
+
+
+def test_a_case_run_again_keeps_its_earlier_record_in_its_history(tmp_path):
+    from benchmark_stats import write_json
+
+    out = tmp_path / "bench.json"
+    write_json(out, {"quick": True}, [{"case": "a", "ratio": 1.0}])
+    write_json(out, {"quick": False}, [{"case": "a", "ratio": 2.0}, {"case": "b", "ratio": 3.0}])
+    data = json.loads(out.read_text())
+    assert [(case["case"], case["ratio"], case["quick"]) for case in data["cases"]] == [("a", 2.0, False), ("b", 3.0, False)]
+    assert [(record["ratio"], record["quick"]) for record in data["history"]["a"]] == [(1.0, True)]
+    assert all(case["date"] and case["cpu_kind"] and case["commit"] for case in data["cases"])

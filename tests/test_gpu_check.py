@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import gpu_check
 import pytest
 
-from lab import gpu_check
 from tests.conftest import fake_machine
 
 

@@ -1,7 +1,8 @@
-"""lab/reproduce.py in quick mode on the iris and synthetic experiments, and the generated-table check."""
+"""lab/reproduce.py in quick mode on the iris and synthetic experiments, its resumption and refusals, and the generated-table check."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import math
@@ -9,14 +10,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import ledger
 import numpy as np
 import pytest
+import reproduce
 import yaml
+from tables import check_tables
 
-from lab.tables import check_tables
 from lightning_models.training.experiments import EXPERIMENTS, parse_seeds
-from lightning_models.training.run import RunResult
 from tests.conftest import ROOT
 
 REPRODUCE = ROOT / "lab" / "reproduce.py"
@@ -38,15 +41,16 @@ def test_quick_reproduce_writes_a_complete_report(quick_report):
     report = json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
     wanted = [e.name for e in EXPERIMENTS if e.group in ("iris", "synthetic")]
     assert [row["name"] for row in report["experiments"]] == wanted
-    assert report["meta"]["quick"] is True and report["meta"]["machine"]["torch"]
+    records = ledger.load(tmp_path / "reports" / "runs")
+    assert all(r["options"][:len(ledger.QUICK)] == ledger.QUICK and r["versions"]["torch"] for r in records.values())
+    assert report["meta"]["records"] == len(records) == sum(2 if row["source_keys"] else 1 for row in report["experiments"])
     for row in report["experiments"]:
         recipes = ["default"] + (["source"] if row["source_keys"] else [])
         for recipe in recipes:
             result = row[recipe]
             assert all(isinstance(v, float) for v in result["values"].values()), (row["name"], recipe, result)
-            run_dir = Path(result["run_dir"])
-            assert (tmp_path / "lightning_logs").resolve() in run_dir.parents
-            assert (run_dir / "metrics.json").is_file()
+            assert result["run_dir"].startswith("lightning_logs/")  # relative to the working folder: no machine path
+            assert (tmp_path / result["run_dir"] / "metrics.json").is_file()
         if row["sklearn_key"]:
             assert isinstance(row["default"]["sklearn"], float)
     table = (tmp_path / "reports" / "RESULTS.md").read_text()
@@ -54,7 +58,7 @@ def test_quick_reproduce_writes_a_complete_report(quick_report):
         line = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert re.fullmatch(r"-?\d+\.\d+( / -?\d+\.\d+)?", cells[6]), line
-        assert "](../lightning_logs/" in cells[8]
+        assert "](../lightning_logs/" in cells[9]
 
 
 def test_generated_tables_are_the_committed_report_and_registry(tmp_path):
@@ -75,32 +79,43 @@ def test_generated_tables_are_the_committed_report_and_registry(tmp_path):
 
 
 @pytest.mark.slow
-def test_only_replaces_its_rows_and_keeps_the_others(tmp_path):
-    def reproduce(*options: str) -> dict:
-        done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--accelerator", "cpu",
+def test_a_rerun_runs_only_what_is_missing_or_stale(tmp_path):
+    """Kill it and rerun: the records written stay, only the missing run runs again."""
+    def reproduce_(*options: str) -> str:
+        done = subprocess.run([sys.executable, str(REPRODUCE), "--quick", "--accelerator", "cpu", "--jobs", "2",
                                "--out", "reports", *options], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads((tmp_path / "reports" / "RESULTS.json").read_text())
+        return done.stdout
 
-    first = reproduce("--only", "xor_mlp,exp_linear_sgd")
-    second = reproduce("--only", "exp_linear_sgd")
-    rows = {row["name"]: row for row in second["experiments"]}
-    assert list(rows) == ["exp_linear_sgd", "xor_mlp"]  # registry order
-    kept = next(row for row in first["experiments"] if row["name"] == "xor_mlp")
-    assert rows["xor_mlp"]["default"]["run_dir"] == kept["default"]["run_dir"]  # not re-run
-    assert rows["exp_linear_sgd"]["default"]["run_dir"].endswith("version_1")  # re-run: a new version
-    runs = [row["default"] for row in rows.values()]
-    assert second["meta"]["total_wall_time_s"] == round(sum(run["wall_time_s"] for run in runs), 1)
+    assert "2 runs missing or stale" in reproduce_("--only", "xor_mlp,exp_linear_sgd")
+    runs = tmp_path / "reports" / "runs"
+    first = ledger.load(runs)
+    assert "0 runs missing or stale" in reproduce_("--only", "xor_mlp,exp_linear_sgd")
+    ledger.path_of(runs, "exp_linear_sgd", "default", 0).unlink()  # as if killed before it finished
+    printed = reproduce_("--only", "xor_mlp,exp_linear_sgd")
+    assert "1 runs missing or stale" in printed and "[1/1] exp_linear_sgd default seed 0" in printed, printed
+    second = ledger.load(runs)
+    assert second[("xor_mlp", "default", 0)] == first[("xor_mlp", "default", 0)]
+    assert second[("exp_linear_sgd", "default", 0)]["run_dir"].endswith("version_1")  # re-run: a new version
     assert "`exp_linear_sgd`" in (tmp_path / "reports" / "RESULTS.md").read_text()
+
+
+def fake_reproduce(experiments, args, fake, runs: Path) -> dict:
+    reproduce.execute(reproduce.plan(experiments, args, {}), args, runs, {}, runner=fake)
+    return {row["name"]: row for row in ledger.results(experiments, ledger.load(runs))["experiments"]}
+
+
+def result(metrics: dict, folder: Path, seed: int = 0) -> SimpleNamespace:
+    """What run() returns, as far as the lab reads it."""
+    return SimpleNamespace(metrics=metrics, folder=folder, record={"epochs": 3, "global_step": 3, "precision": "32-true",
+                                                                    "versions": {"torch": "x"}})
 
 
 def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
     """Statistics and verdicts on known values: a fake runner returns seed-dependent metrics."""
-    import argparse
     import statistics
 
-    from lab.reproduce import run_all
-    from lab.tables import table
+    from tables import table
 
     assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("0,2,5") == [0, 2, 5] and parse_seeds("3") == [3]
     for bad in ("4-0", "a", "1-", ""):
@@ -121,11 +136,10 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
         mse = planted[name][seed] if recipe == "source" else 0.05 + seed / 100
         metrics = {"train": {"train/mse": mse, "train/recon_mse": mse}, "val": {"val/mse": mse, "val/recon_mse": mse},
                    "test": {"test/r2": 0.9 - seed / 100, "test/recon_mse": mse}}
-        return RunResult(metrics, tmp_path / f"{name}_{recipe}_{seed}", {"best": None, "last": None}, {},
-                         {"epochs": 3, "global_step": 3, **metrics})
+        return result(metrics, tmp_path / f"{name}_{recipe}_{seed}")
 
-    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None, vary_split=False)
-    rows = {row["name"]: row for row in run_all([by_name["iris_autoencoder"], by_name["iris_mlp_regressor"]], args, fake)}
+    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-2", data_dir=None, vary_split=False, jobs=1)
+    rows = fake_reproduce([by_name["iris_autoencoder"], by_name["iris_mlp_regressor"]], args, fake, tmp_path / "runs")
     assert len(seen) == 2 * 2 * 3  # 2 experiments x 2 recipes x 3 seeds
     # a seed is the run's seed alone: the split (the datamodule's seed) stays
     assert {o for overrides in seen for o in overrides if "seed" in o} == {f"--seed_everything={s}" for s in range(3)}
@@ -137,6 +151,7 @@ def test_seeds_give_mean_std_min_max_and_a_verdict_from_a_fake_runner(tmp_path):
     assert source["std"]["val/recon_mse"] == pytest.approx(statistics.stdev(values))
     assert (source["min"]["val/recon_mse"], source["max"]["val/recon_mse"]) == (0.090, 0.132)
     assert source["seeds"] == [0, 1, 2] and len(source["wall_times_s"]) == 3 and len(source["run_dirs"]) == 3
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 12 and not list((tmp_path / "runs").glob("*.tmp"))
     assert rows["iris_autoencoder"]["verdict"] == "reproduced"  # 0.0937 within 0.090..0.132
     assert rows["iris_mlp_regressor"]["verdict"] == "differs"  # 0.0492 below 0.055
     assert "0.055..0.07" in rows["iris_mlp_regressor"]["verdict_reason"]
@@ -160,7 +175,7 @@ def test_pictures_are_the_panels_of_the_report_runs(quick_report, tmp_path):
     assert [line.split(":")[0] for line in done.stderr.splitlines()] == [
         f"skipped {name}" for name, experiment, _ in PICTURES if experiment == "fashion_cnn"]
     report = json.loads((quick_report / "reports" / "RESULTS.json").read_text())
-    runs = {row["name"]: Path(row["default"]["run_dirs"][0]) for row in report["experiments"] if row["default"]}
+    runs = {row["name"]: quick_report / row["default"]["run_dirs"][0] for row in report["experiments"] if row["default"]}
     for name, experiment, tag in PICTURES:
         if experiment == "fashion_cnn":
             continue
@@ -197,66 +212,50 @@ def test_quick_reproduce_runs_the_fashion_rows_on_tiny_idx_files(tmp_path):
     for row in rows:
         for recipe in ("default", "source"):
             result = row[recipe]
-            metrics = json.loads((Path(result["run_dir"]) / "metrics.json").read_text())
+            metrics = json.loads((tmp_path / result["run_dir"] / "metrics.json").read_text())
             for key, mean in result["values"].items():  # the row's numbers are its run's (one seed in quick mode)
                 assert mean == pytest.approx(metrics[key.split("/")[0]][key]), (row["name"], recipe, key)
-            batch = yaml.safe_load((Path(result["run_dir"]) / "config.yaml").read_text())["data"]["init_args"]["batch_size"]
+            batch = yaml.safe_load((tmp_path / result["run_dir"] / "config.yaml").read_text())["data"]["init_args"]["batch_size"]
             assert metrics["global_step"] == 2 * min(5, math.ceil((300 - 64) / batch))  # quick: 2 epochs, <= 5 batches
 
 
 def test_vary_split_moves_the_datamodule_seed_with_the_run_seed(tmp_path):
-    import argparse
-
-    from lab.reproduce import run_all
-
     seen: list[list[str]] = []
 
     def fake(config, overrides):
         seen.append(overrides)
-        return RunResult({"test": {"test/r2": 0.5}}, tmp_path, {"best": None, "last": None}, {}, {"epochs": 1, "global_step": 1})
+        return result({"test": {"test/r2": 0.5}}, tmp_path)
 
-    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-1", data_dir=None, vary_split=True)
-    run_all([next(e for e in EXPERIMENTS if e.name == "iris_linear_regression")], args, fake)
+    args = argparse.Namespace(quick=False, accelerator="cpu", seeds="0-1", data_dir=None, vary_split=True, jobs=1)
+    fake_reproduce([next(e for e in EXPERIMENTS if e.name == "iris_linear_regression")], args, fake, tmp_path / "runs")
     assert [[o for o in overrides if "seed" in o] for overrides in seen] == [
         ["--seed_everything=0", "--data.init_args.seed=0"], ["--seed_everything=1", "--data.init_args.seed=1"]] * 2
 
 
-@pytest.mark.parametrize("options, differs", [
-    (["--quick"], "quick False there, True now"),  # a full --quick run would land in the project's reports/
-    (["--only", "xor_mlp", "--out", "reports", "--seeds", "0-1"], "seeds None there, '0-1' now"),
-    (["--registry", "my.yaml", "--only", "wine", "--out", "reports"], "registry 'configs/experiments.yaml' there"),
-])
-def test_a_report_of_another_kind_is_never_replaced_without_force(tmp_path, monkeypatch, capsys, options, differs):
-    """A full report stays when a run of another kind (quick, other seeds, another registry) would replace it:
-    one line naming --force, nothing run or written."""
-    from lab.reproduce import machine, main
-
-    committed = json.loads((ROOT / "reports" / "RESULTS.json").read_text())
-    committed["meta"].update(quick=False, accelerator="cpu", split="fixed", seeds=None)
-    committed["meta"]["machine"]["device"] = machine()["device"]  # the same kind in all but the option under test
-    (tmp_path / "reports").mkdir()
-    (tmp_path / "reports" / "RESULTS.json").write_text(json.dumps(committed))
-    wine = {"wine": {"what": "w", "group": "wine", "default_keys": ["test/acc"], "config": str(ROOT / "configs" / "xor_mlp.yaml")}}
-    (tmp_path / "my.yaml").write_text(yaml.safe_dump(wine))
-    before = (tmp_path / "reports" / "RESULTS.json").read_text()
+def test_a_row_of_two_cpu_kinds_and_quick_runs_into_the_reports_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """A row whose kept records come from another CPU kind is not topped up here without --mix-cpu-kinds; quick runs
+    never land in the project's reports/. One line each, nothing run or written."""
+    e = next(e for e in EXPERIMENTS if e.name == "xor_mlp")
+    options = ledger.run_options(e, "default", 0)
+    record = {"experiment": e.name, "kind": "default", "seed": 0, "cpu_kind": "cpu AVX512", "wall_time_s": 1.0,
+              "fingerprint": ledger.fingerprint(e, "default", options)}
+    ledger.write(tmp_path / "runs", record)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exited:
-        main([*options, "--accelerator", "cpu"])
-    error = capsys.readouterr().err.strip().splitlines()
-    assert exited.value.code == 2 and len(error) == 1 and "--force" in error[0] and differs in error[0], error
-    assert (tmp_path / "reports" / "RESULTS.json").read_text() == before
+    for argv, named in ((["--only", "xor_mlp", "--seeds", "0-1", "--out", str(tmp_path)], "--mix-cpu-kinds"),
+                        (["--quick", "--only", "xor_mlp", "--out", str(ROOT / "reports")], "never go into the project's reports/")):
+        with pytest.raises(SystemExit) as exited:
+            reproduce.main([*argv, "--accelerator", "cpu"])
+        error = capsys.readouterr().err.strip().splitlines()
+        assert exited.value.code == 2 and named in error[-1] and len([line for line in error if "error" in line]) == 1, error
+        assert "--quick" in argv or "row xor_mlp (default) holds records of cpu AVX512" in error[-1], error
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["xor_mlp.default.seed0.json"]
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_only_writes_elsewhere_by_default():
-    import argparse
+def test_the_project_registry_writes_into_reports_the_rest_elsewhere():
+    def folder(registry: str = str(ledger.ROOT / "configs" / "experiments.yaml"), out: str | None = None, quick: bool = False) -> Path:
+        return reproduce.output_folder(argparse.Namespace(registry=registry, out=out, quick=quick, vary_split=False))
 
-    from lab.reproduce import output_folder
-    from lightning_models.training.experiments import REGISTRY
-
-    def folder(only: str | None, registry: str = str(REGISTRY), out: str | None = None) -> Path:
-        return output_folder(argparse.Namespace(only=only, registry=registry, out=out))
-
-    assert folder(None) == Path("reports")
-    assert folder("iris") == folder(None, "my/experiments.yaml") == Path("lightning_logs/reproduce")
-    assert folder("iris", out="reports") == Path("reports")
+    assert folder() == ROOT / "reports"
+    assert folder("my/experiments.yaml") == folder(quick=True) == Path("lightning_logs/reproduce")
+    assert folder(out="elsewhere") == Path("elsewhere")
