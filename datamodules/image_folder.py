@@ -1,4 +1,4 @@
-"""Your own images: ``root/<class>/*.png|jpg`` (or ``root/train|val|test/<class>/...``) trained with one config."""
+"""Your own images: one folder per class, trained with one config."""
 
 from __future__ import annotations
 
@@ -8,22 +8,24 @@ import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
-from datamodules.images import ImageBatches, ImageDataModule
-from datamodules.tensor import SPLITS, Split, order_seed, stratified_split
+from datamodules.images import ImageDataModule
+from datamodules.tensor import SPLITS, Split, stratified_split
 from lightning_models.checks import RELATIVE, ConfigError, check_choice, check_fraction, check_positive
+
+Samples = list[tuple[str, int]]  # (file, class index) pairs
 
 
 class ClassFolders(ImageFolder):
-    """torchvision's ImageFolder that takes no hidden folder (such as the decoded-image cache) for a class."""
+    """torchvision's ImageFolder that takes no hidden folder (the decoded-image cache) for a class."""
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir() and not entry.name.startswith("."))
@@ -33,15 +35,13 @@ class ClassFolders(ImageFolder):
 
 
 def scan(root: Path) -> ImageFolder:
-    """The (file, class index) pairs under ``root``, not decoded."""
     try:
         return ClassFolders(str(root), loader=str)
-    except FileNotFoundError as error:  # no class folder, or a class folder without images
+    except FileNotFoundError as error:
         raise ConfigError(f"{root}: {error}; expected {root}/<class>/<image>.png|jpg, one folder per class.") from None
 
 
 def read_image(path: str, mode: ImageReadMode) -> torch.Tensor:
-    """One image file as a uint8 ``(C, H, W)`` tensor; an undecodable file is a ConfigError naming it."""
     try:
         return decode_image(read_file(path), mode=mode)
     except RuntimeError as error:
@@ -49,9 +49,9 @@ def read_image(path: str, mode: ImageReadMode) -> torch.Tensor:
 
 
 class Decoded(Dataset):
-    """The images of an ImageFolder, decoded one by one to ``size`` (resized, or else another size is an error)."""
+    """Images decoded one by one to ``size`` (resized, or else another size is an error)."""
 
-    def __init__(self, samples: list[tuple[str, int]], mode: ImageReadMode, size: tuple[int, int], resize: bool) -> None:
+    def __init__(self, samples: Samples, mode: ImageReadMode, size: tuple[int, int], resize: bool) -> None:
         self.samples, self.mode, self.size, self.resize = samples, mode, size, resize
 
     def __len__(self) -> int:
@@ -69,11 +69,9 @@ class Decoded(Dataset):
 
 
 def memory_plan(needed: int, device: torch.device, ranks_here: int, budget: float) -> tuple[bool, str]:
-    """Whether ``needed`` bytes fit ``budget`` of what one rank may take, and the limit in words: the machine's RAM
-    divided by the ``ranks_here`` processes training on it (each loads the whole set), and on a CUDA device also the
-    device's free memory, which the splits are copied to."""
-    limits = {f"memory_budget={budget:g} of 1/{ranks_here} of the RAM" if ranks_here > 1 else f"memory_budget={budget:g} "
-              "of the RAM": budget * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / ranks_here}
+    """Whether ``needed`` bytes fit ``budget`` of this rank's RAM (and GPU memory), and that limit in words."""
+    share = f" 1/{ranks_here} of" if ranks_here > 1 else ""
+    limits = {f"memory_budget={budget:g} of{share} the RAM": budget * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / ranks_here}
     if device.type == "cuda":
         limits[f"memory_budget={budget:g} of the free memory of {device}"] = budget * torch.cuda.mem_get_info(device)[0]
     name, limit = min(limits.items(), key=lambda item: item[1])
@@ -81,32 +79,9 @@ def memory_plan(needed: int, device: torch.device, ranks_here: int, budget: floa
 
 
 class ImageFolderDataModule(ImageDataModule):
-    """A folder of labelled images, one sub-folder per class (torchvision's ``ImageFolder``).
+    """Labelled images, ``root/<class>/*`` or ``root/train|val|test/<class>/*`` (docs/own-data.md), decoded in ``setup``."""
 
-    Args:
-        root: ``root/<class>/*.png|jpg``, split by a seeded stratified draw (``val_fraction``,
-            ``test_fraction``); or ``root/train``, ``root/val``, ``root/test`` (each ``<class>/...``),
-            used as given (``val`` may be left out: then drawn from ``train``).
-        image_size: resize every image to ``image_size`` x ``image_size``; ``None`` keeps their size,
-            which must then be the same for all.
-        color: ``grayscale`` (1 channel), ``rgb`` (3), or ``auto``: the first image's.
-        batch_size, augment, crop_padding, augment_from_epoch: see ``ImageDataModule``.
-        normalize: subtract the training images' per-channel mean and divide by their std.
-        memory_budget: largest share the decoded images may take of this rank's share of the machine's RAM
-            (the RAM divided by the processes training on it) and, on a CUDA device, of the device's free
-            memory (``torch.cuda.mem_get_info``), where the splits then live. Within it, every image is
-            decoded once into a uint8 tensor, cached on disk (``cache_dir``, default
-            ``<root>/.template-cache``; rebuilt when a file changes) and trained through the fast
-            in-memory batch path; beyond it, images stream through a DataLoader with ``num_workers``
-            (pinned memory on CUDA). Setup says which it chose.
-        seed, predict_split, fold, folds: see ``TensorDataModule``; folds divide the images that are not test
-            images (with given folders: ``train`` and ``val``), stratified by class.
-
-    The folder is listed when the class names or the image shape are first asked for (by the CLI right away),
-    decoded in ``setup``. Example: ``ImageFolderDataModule(root="data/flowers", image_size=64, augment=True)``.
-    """
-
-    path_arguments = ("root",)  # relative: to the config file that names it (lightning_models.training.data_paths)
+    path_arguments = ("root",)
 
     def __init__(self, root: str, image_size: int | None = None, color: Literal["auto", "grayscale", "rgb"] = "auto",
                  batch_size: int = 64, val_fraction: float = 0.1, test_fraction: float = 0.1, augment: bool = False,
@@ -124,18 +99,15 @@ class ImageFolderDataModule(ImageDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.normalize, self.memory_budget, self.num_workers = normalize, memory_budget, num_workers
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".template-cache"
-        self.mean, self.std, self.streaming = None, None, False  # mean, std: the training images', in setup
-        self.scales: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # their copies on each device
+        self.mean, self.std, self.scales = None, None, {}
 
     @cached_property
     def folders(self) -> dict[str, ImageFolder]:
-        """``{"all": ...}`` or ``{"train": ..., "val": ..., "test": ...}``: the listed files, not decoded."""
         if not self.root.is_dir():
             raise ConfigError(f"root={str(self.root.absolute())!r}: no such folder; expected <root>/<class>/<image>.png|jpg ({RELATIVE}).")
         given = {split: self.root / split for split in SPLITS if (self.root / split).is_dir()}
         folders = {split: scan(path) for split, path in given.items()} if "train" in given else {"all": scan(self.root)}
-        classes = {tuple(folder.classes) for folder in folders.values()}
-        if len(classes) > 1:
+        if len(classes := {tuple(folder.classes) for folder in folders.values()}) > 1:
             raise ConfigError(f"{self.root}: train/val/test hold different class folders ({sorted(classes)}).")
         if len(names := next(iter(classes))) < 2:
             raise ConfigError(f"{self.root}: one class folder only ({names[0]!r}); a classifier needs two or more.")
@@ -147,25 +119,21 @@ class ImageFolderDataModule(ImageDataModule):
 
     @cached_property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of every decoded image: ``color`` and ``image_size``, else the first image's."""
         channels = {"grayscale": 1, "rgb": 3}.get(self.color)
         if channels is not None and self.image_size is not None:
             return (channels, self.image_size, self.image_size)
         first = read_image(next(iter(self.folders.values())).samples[0][0], ImageReadMode.UNCHANGED)
-        if channels is None:  # grey, or grey with alpha: one channel
-            channels = 1 if first.shape[0] in (1, 2) else 3
+        channels = channels or (1 if first.shape[0] in (1, 2) else 3)  # grey (with alpha): one channel
         height, width = (self.image_size, self.image_size) if self.image_size else first.shape[-2:]
         return (channels, int(height), int(width))
 
-    def samples(self) -> dict[str, list[tuple[str, int]]]:
-        """Each split's (file, class index) pairs: the folders as given, or a seeded stratified draw."""
+    def samples(self) -> dict[str, Samples]:
         found = {split: folder.samples for split, folder in self.folders.items()}
         if "all" in found:
             if not self.test_fraction or self.val_fraction + self.test_fraction >= 1:
                 raise ConfigError(f"{self.root}: val_fraction={self.val_fraction:g}, test_fraction={self.test_fraction:g}; "
                                   "expected test_fraction > 0 and val_fraction + test_fraction < 1.")
-            rest, test = self.draw(found["all"], self.test_fraction)
-            fraction = self.val_fraction / (1 - self.test_fraction)
+            (rest, test), fraction = self.draw(found["all"], self.test_fraction), self.val_fraction / (1 - self.test_fraction)
         elif "test" not in found:
             raise ConfigError(f"{self.root}: has train/ but no test/ folder.")
         else:
@@ -175,22 +143,16 @@ class ImageFolderDataModule(ImageDataModule):
                                         lambda: given or (self.draw(rest, fraction) if fraction else (rest, rest)))
         return {"train": train, "val": val, "test": test}
 
-    def draw(self, samples: list[tuple[str, int]], fraction: float) -> tuple[list, list]:
-        """``(kept, drawn)`` by ``stratified_split``, each sorted by file name."""
-        try:
-            kept, drawn = stratified_split(samples, fraction, [label for _, label in samples], self.seed)
-        except ValueError as error:
-            raise ConfigError(f"{self.root}: cannot split {len(samples)} images ({error}); add images or use "
-                              "train/val/test folders.") from None
-        return sorted(kept), sorted(drawn)
+    def draw(self, samples: Samples, fraction: float) -> tuple[Samples, Samples]:
+        return tuple(sorted(part) for part in stratified_split(samples, fraction, [label for _, label in samples], self.seed, self.root))
 
-    def decoded(self, samples: list[tuple[str, int]]) -> Decoded:
+    def decoded(self, samples: Samples) -> Decoded:
         mode = ImageReadMode.GRAY if self.image_shape[0] == 1 else ImageReadMode.RGB
         return Decoded(samples, mode, self.image_shape[1:], resize=self.image_size is not None)
 
-    def decode_all(self, samples: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_all(self, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
         images, decoded = torch.empty((len(samples), *self.image_shape), dtype=torch.uint8), self.decoded(samples)
-        for index in range(len(samples)):  # into one tensor: no second copy of the set in memory
+        for index in range(len(samples)):  # no second copy in memory
             images[index] = decoded[index][0]
         return images.squeeze(1) if self.image_shape[0] == 1 else images, torch.tensor([label for _, label in samples])
 
@@ -200,18 +162,17 @@ class ImageFolderDataModule(ImageDataModule):
         samples = self.samples()
         self.split_files = {split: [path for path, _ in samples[split]] for split in SPLITS}
         count = sum(len(samples[split]) for split in SPLITS)
-        ranks_here = self.trainer.num_devices if self.trainer is not None else 1
-        fits, limit = memory_plan(count * self.num_features, self.device, ranks_here, self.memory_budget)
+        size = f"{count} decoded images ({count * self.num_features / 1e6:.0f} MB)"
+        fits, limit = memory_plan(count * self.num_features, self.device, self.trainer.num_devices if self.trainer else 1,
+                                  self.memory_budget)
         if not fits:
             self.streaming, self.stream_samples = True, samples
-            rank_zero_warn(f"{self.root}: {count} decoded images ({count * self.num_features / 1e6:.0f} MB) would exceed "
-                           f"{limit}; streaming them through a DataLoader with {self.num_workers} workers (slower; no "
-                           "augmentation on this path).")
-            self.mean, self.std, self.scales = *self.statistics(self.decode_all(samples["train"][:1000])[0]), {}
+            rank_zero_warn(f"{self.root}: {size} would exceed {limit}; streaming them through a DataLoader with "
+                           f"{self.num_workers} workers (slower; no augmentation on this path).")
+            self.mean, self.std = self.statistics(self.decode_all(samples["train"][:1000])[0])
             return
-        rank_zero_info(f"{self.root}: {count} decoded images ({count * self.num_features / 1e6:.0f} MB) in memory on "
-                       f"{self.device}, within {limit}.")
-        digest = hashlib.sha256(repr((self.image_shape[1:], self.image_shape[0])).encode())  # and every file's path, size, time
+        rank_zero_info(f"{self.root}: {size} in memory on {self.device}, within {limit}.")
+        digest = hashlib.sha256(repr((self.image_shape[1:], self.image_shape[0])).encode())
         for split in SPLITS:
             for path, label in samples[split]:
                 info = os.stat(path)
@@ -231,12 +192,11 @@ class ImageFolderDataModule(ImageDataModule):
                     self.cache_dir = folder
                     break
         self.splits = {split: tuple(cached[split]) for split in SPLITS}
-        self.mean, self.std, self.scales = *self.statistics(self.splits["train"][0]), {}
+        self.mean, self.std = self.statistics(self.splits["train"][0])
 
     def statistics(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and (sample) std of uint8 ``images`` scaled to [0, 1], from exact integer sums over chunks of
-        about 16 M pixels: no float copy of the whole set."""
-        channels = self.image_shape[0]
+        """Per-channel mean and std of [0, 1] pixels from exact integer sums over chunks (no float copy)."""
+        channels, self.scales = self.image_shape[0], {}
         if not self.normalize:
             return torch.zeros(channels), torch.ones(channels)
         stack = images.unsqueeze(1) if images.ndim == 3 else images
@@ -251,35 +211,28 @@ class ImageFolderDataModule(ImageDataModule):
         return (mean / 255).float(), (variance.clamp_min(0).sqrt() / 255).float().clamp_min(1e-6)
 
     def scale(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std as ``(1, C, 1, 1)`` tensors on ``device``, copied there once (not once per batch)."""
         if device not in self.scales:
             shape = (1, self.image_shape[0], 1, 1)
             self.scales[device] = (self.mean.to(device).view(shape), self.std.to(device).view(shape))
         return self.scales[device]
 
     def to_inputs(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W) or (N, C, H, W) -> float (N, C, H, W), normalised with the training statistics."""
         images = (images.unsqueeze(1) if images.ndim == 3 else images).float().div_(255)
         mean, std = self.scale(images.device)
         return images.sub_(mean).div_(std)
-
-    def input_columns(self, split: str) -> tuple[list[str], list[list[str]]]:
-        return ["file"], [[path] for path in self.split_files[split]]
-
-    def normalization(self) -> tuple[list[float], list[float]]:
-        return self.mean.tolist(), self.std.tolist()
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         mean, std = self.scale(images.device)
         return images * std + mean
 
-    def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
-        if not self.streaming:
-            return self.image_batches(split, shuffle)
+    def normalization(self) -> tuple[list[float], list[float]]:
+        return self.mean.tolist(), self.std.tolist()
 
-        def collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.to_inputs(torch.stack([image for image, _ in items])), torch.tensor([label for _, label in items])
+    def input_columns(self, split: str) -> tuple[list[str], list[list[str]]]:
+        return ["file"], [[path] for path in self.split_files[split]]
 
-        return DataLoader(self.decoded(self.stream_samples[split]), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                          generator=torch.Generator().manual_seed(order_seed(self)))
+    def collate(self, items: list) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.to_inputs(torch.stack([image for image, _ in items])), torch.tensor([label for _, label in items])
+
+    def stream(self, split: str) -> tuple[Dataset, dict[str, Any]]:
+        return self.decoded(self.stream_samples[split]), {"collate_fn": self.collate}

@@ -1,4 +1,4 @@
-"""Images held in memory as uint8 tensors: batches with whole-batch augmentation, and the base of both image datamodules."""
+"""Images in memory as uint8 tensors: augmented batches, and the base of the image datamodules."""
 
 from __future__ import annotations
 
@@ -7,21 +7,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from datamodules.tensor import Examples, InMemoryDataModule, TensorBatches, order_seed, seed_for_epoch, trainer_state
 from lightning_models.checks import ConfigError, check_positive
 
-RANK_SEED_STRIDE = 1_000_003  # rank r > 0 draws its augmentation from (seed + r * this, epoch)
+RANK_SEED_STRIDE = 1_000_003
 
 
 class ImageBatches(TensorBatches):
-    """``TensorBatches`` of a uint8 image tensor kept on the training device. ``augment``: a random horizontal
-    flip and a random crop with ``crop_padding``-pixel zero padding, on whole batches, from epoch
-    ``augment_from_epoch`` on; like the order, a function of ``seed``, the epoch and the rank.
-
-    Every rank draws the same order (each takes its share of it) from one generator; rank 0 draws its augmentation
-    from that generator as it goes on, as a single process does, and rank r > 0 from its own, seeded from
-    ``(seed + r * RANK_SEED_STRIDE, epoch)`` at the start of each pass, so ranks do not flip and shift alike."""
+    """Augmented ``TensorBatches`` of uint8 images; rank r > 0 draws from ``(seed + r * RANK_SEED_STRIDE, epoch)``."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
                  epoch: Callable[[], int] | None = None, rank: int = 0, world_size: int = 1,
@@ -45,7 +40,6 @@ class ImageBatches(TensorBatches):
         return super().batch(images, epoch)
 
     def random_flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
-        """Grey (N, H, W) or colour (N, C, H, W) uint8 images, each flipped and shifted on its own (its channels alike)."""
         count, device, padding = images.shape[0], images.device, self.crop_padding
         flip = torch.rand(count, generator=self.draws, device=device) < 0.5
         images = torch.where(flip.view(count, *(1,) * (images.ndim - 1)), images.flip(-1), images)
@@ -62,23 +56,11 @@ class ImageBatches(TensorBatches):
 
 
 class ImageDataModule(InMemoryDataModule):
-    """Base of the image datamodules: each split is a uint8 image tensor, ``(N, H, W)`` grey or
-    ``(N, C, H, W)`` colour, served by ``ImageBatches``. Subclasses give ``class_names``, ``image_shape``,
-    ``to_inputs`` (uint8 batch -> normalised float ``(N, C, H, W)``), ``denormalize`` (back to [0, 1]
-    pixels, for the panels), and fill ``self.splits`` in ``setup``.
-
-    Args:
-        batch_size: images per batch.
-        augment: random horizontal flip and, with ``crop_padding > 0``, a random crop of the image padded
-            by that many pixels, on training batches.
-        crop_padding: padding of the random crop (0: flips only).
-        augment_from_epoch: first epoch (0-based) whose training batches are augmented; the epochs
-            before it see clean images.
-        seed, predict_split, fold, folds: see ``TensorDataModule``.
-    """
+    """Base of the image datamodules: uint8 splits in memory, or ``stream(split)`` through a DataLoader."""
 
     class_names: list[str]
     image_shape: tuple[int, int, int]
+    streaming, num_workers = False, 0
 
     def __init__(self, batch_size: int, augment: bool, crop_padding: int, augment_from_epoch: int, seed: int,
                  predict_split: str, fold: int | None = None, folds: int = 5) -> None:
@@ -97,20 +79,21 @@ class ImageDataModule(InMemoryDataModule):
     def num_outputs(self) -> int:
         return len(self.class_names)
 
-    def state_dict(self) -> dict[str, Any]:
-        """What prediction needs (see ``InMemoryDataModule.state_dict``): image shape, normalisation, class names."""
-        if not (self.splits or getattr(self, "streaming", False)):
-            return {}
+    def prediction_inputs(self) -> dict[str, Any]:
         mean, std = self.normalization()
-        return {"prediction_inputs": {"kind": "image", "image_shape": list(self.image_shape), "mean": mean, "std": std,
-                                      "class_names": [str(name) for name in self.class_names]}}
+        return {"kind": "image", "image_shape": list(self.image_shape), "mean": mean, "std": std,
+                "class_names": [str(name) for name in self.class_names]}
 
-    def normalization(self) -> tuple[list[float], list[float]]:
-        """Per-channel ``(mean, std)`` that ``to_inputs`` applies to pixels scaled to [0, 1]."""
+    def stream(self, split: str) -> tuple[Dataset, dict[str, Any]]:
+        """The split's Dataset and the DataLoader options of its own."""
         raise NotImplementedError
 
-    def image_batches(self, split: str, shuffle: bool) -> ImageBatches:
-        """The split on the training device, augmented when shuffled (training)."""
+    def batches(self, split: str, shuffle: bool) -> ImageBatches | DataLoader:
+        if self.streaming:
+            dataset, options = self.stream(split)
+            return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                              pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(order_seed(self)),
+                              **options)
         images, labels = self.on_device(split)
         return ImageBatches(images, labels, self.batch_size, shuffle, order_seed(self), *trainer_state(self, shuffle),
                             transform=self.to_inputs, augment=self.augment and shuffle,

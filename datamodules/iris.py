@@ -1,4 +1,4 @@
-"""Iris (scikit-learn's copy, no download) for the five tabular experiments of source texts 000 and 002."""
+"""Iris (scikit-learn's copy) for the tabular experiments of source texts 000 and 002."""
 
 from __future__ import annotations
 
@@ -12,35 +12,18 @@ from sklearn.datasets import load_iris
 from datamodules.tensor import Split, TensorDataModule, sorted_splits, stratified_split
 from lightning_models.checks import check_choice, check_fraction
 
-MEASUREMENTS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]  # centimetres, scikit-learn's column order
+MEASUREMENTS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]  # centimetres, scikit-learn's order
 
 
 @cache
 def iris_table() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """scikit-learn's copy of iris, read once: measurements (150, 4), species (150,), species names."""
+    """Measurements (150, 4) float32, species (150,) int64, species names."""
     iris = load_iris()
     return iris.data.astype(np.float32), iris.target.astype(np.int64), list(iris.target_names)
 
 
 class IrisDataModule(TensorDataModule):
-    """Iris as tensors.
-
-    Args:
-        target: ``species`` (3 classes from the 4 measurements), ``petal_width`` (regressed from
-            the other three), or ``features`` (all four, for the autoencoder; targets are the raw
-            measurements so reconstruction error is in cm^2 whatever the input scaling).
-        partition: how rows are divided into train and test: ``odd_even``, the source texts' rule,
-            odd rows train (75), even rows test (75); ``stratified``, a seeded stratified draw with
-            ``test_fraction`` of the rows as test.
-        val_fraction: part of the training rows held out, stratified by species, for validation.
-            ``0`` keeps every training row for training, as the source texts do; validation then runs
-            on the training rows, so ``val/*`` metrics are the texts' train metrics.
-        test_fraction: test share of the ``stratified`` partition.
-        batch_size, standardize, seed, predict_split, fold, folds, standardize_target: see ``TensorDataModule``
-            (folds are stratified by species for the ``species`` target).
-
-    Example: ``IrisDataModule(target="petal_width", val_fraction=0.2)``.
-    """
+    """Iris as tensors; ``partition=odd_even``: the texts' split (odd rows train); ``val_fraction=0``: validate on train."""
 
     def __init__(self, target: Literal["species", "petal_width", "features"] = "species",
                  partition: Literal["odd_even", "stratified"] = "odd_even", val_fraction: float = 0.2,
@@ -59,14 +42,12 @@ class IrisDataModule(TensorDataModule):
         self.output_names = {"petal_width": ["petal_width"], "features": MEASUREMENTS}.get(target)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All 150 rows: ``(inputs, targets, species)`` as numpy arrays, before any scaling."""
         data, species, _ = iris_table()
         data, species = data.copy(), species.copy()
-        inputs, targets = {"species": (data, species), "petal_width": (data[:, :3], data[:, 3:]), "features": (data, data)}[self.target]
-        return inputs, targets, species
+        return (*{"species": (data, species), "petal_width": (data[:, :3], data[:, 3:]), "features": (data, data)}[self.target],
+                species)
 
     def row_indices(self) -> dict[str, np.ndarray]:
-        """Row numbers of each split; seeded, disjoint, and covering all 150 rows."""
         species, rows = iris_table()[1], np.arange(150)
         if self.partition == "odd_even":
             rest, test = rows[rows % 2 == 1], rows[rows % 2 == 0]
@@ -77,6 +58,6 @@ class IrisDataModule(TensorDataModule):
         return sorted_splits(train, val, test)
 
     def labelled_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every flower's (scaled) inputs and its species, for panels such as the latent-code plot."""
+        """Every flower's scaled inputs and species."""
         inputs, _, species = self.arrays()
         return self.standardize_inputs(torch.from_numpy(inputs)), torch.from_numpy(species)

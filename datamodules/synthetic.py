@@ -1,4 +1,4 @@
-"""Synthetic data of source texts 001, 003 and 004: function fitting, a polynomial, 2-D blobs, quadrants, XOR."""
+"""Synthetic data of texts 001, 003 and 004: function fitting, a polynomial, 2-D blobs, quadrants, XOR."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from datamodules.images import RANK_SEED_STRIDE
 from datamodules.tensor import Examples, Split, TensorDataModule, fold_split, order_seed, seed_for_epoch, trainer_state
 from lightning_models.checks import check_choice, check_positive
+from lightning_models.nets import Powers, QuadrantOneHot
 
 
 def polynomial_target() -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,9 +28,7 @@ def describe_polynomial(weight: torch.Tensor, bias: torch.Tensor) -> str:
 
 
 class FreshBatches:
-    """``steps`` batches per epoch, each freshly sampled by ``sample(count, generator)``, as text 001 does, on the
-    training device (no copy per batch), from a generator reseeded from ``(seed + rank * RANK_SEED_STRIDE, epoch)``: a
-    resumed run draws what an uninterrupted one would, and each DDP rank its own batches (rank 0 a single process's)."""
+    """``steps`` fresh batches an epoch (text 001), drawn from ``(seed + rank * RANK_SEED_STRIDE, epoch)``."""
 
     def __init__(self, sample: Callable[[int, torch.Generator], Examples], batch_size: int, steps: int, seed: int,
                  device: torch.device, epoch: Callable[[], int] | None = None, rank: int = 0) -> None:
@@ -47,17 +46,7 @@ class FreshBatches:
 
 
 class FunctionDataModule(TensorDataModule):
-    """Regression on a known function, with a fresh random training batch every step.
-
-    Args:
-        function: ``exp``: y = e^x, x ~ U[0, 1) (text 001); ``polynomial``: text 003's 4th-degree
-            polynomial, x ~ N(0, 1), inputs the features [x, x^2, x^3, x^4].
-        batch_size: points per training batch (text 001: 100; text 003: 32).
-        steps_per_epoch: training batches per epoch (an epoch has no natural length here).
-        val_size: fixed random validation points. The test set is fixed too: for ``exp`` the 100
-            evenly spaced points of [0, 1] on which text 001 checks the fit.
-        seed, predict_split: see ``TensorDataModule``.
-    """
+    """Regression on ``exp`` (text 001) or text 003's polynomial, a fresh training batch every step."""
 
     why_no_folds = "its training points are freshly sampled every step, so there is no fixed set of rows to divide into folds."
 
@@ -70,29 +59,29 @@ class FunctionDataModule(TensorDataModule):
         self.function, self.steps_per_epoch, self.val_size = function, steps_per_epoch, val_size
         self.weight, self.bias = polynomial_target()
         self.target_copies: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.num_features, self.num_outputs = 4 if function == "polynomial" else 1, 1
-        self.feature_names, self.output_names = ["x"], ["y"]
-        self.transform = "powers_1_to_4" if function == "polynomial" else None
+        self.num_features, self.num_outputs, self.feature_names, self.output_names = 4 if function == "polynomial" else 1, 1, ["x"], ["y"]
+        self.feature_map = Powers(4) if function == "polynomial" else None
 
     def points(self, x: torch.Tensor) -> Examples:
-        """Inputs and targets for the 1-D points ``x``."""
+        inputs = self.to_features(x.unsqueeze(1))
         if self.function == "exp":
-            return x.unsqueeze(1), torch.exp(x).unsqueeze(1)
-        features = torch.stack([x**power for power in range(1, 5)], dim=1)
-        if x.device not in self.target_copies:  # once per device, not a host-to-device copy per fresh batch
+            return inputs, torch.exp(inputs)
+        if x.device not in self.target_copies:  # one copy per device, not per batch
             self.target_copies[x.device] = (self.weight.to(x.device), self.bias.to(x.device))
         weight, bias = self.target_copies[x.device]
-        return features, features @ weight + bias
+        return inputs, inputs @ weight + bias
+
+    def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        return (torch.rand if self.function == "exp" else torch.randn)(count, generator=generator, device=generator.device)
 
     def sample(self, count: int, generator: torch.Generator) -> Examples:
-        draw = torch.rand if self.function == "exp" else torch.randn
-        return self.points(draw(count, generator=generator, device=generator.device))
+        return self.points(self.draw(count, generator))
 
     def load_splits(self) -> dict[str, Examples]:
-        val = self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 1))
-        test = (self.points(torch.linspace(0, 1, 100)) if self.function == "exp"  # where text 001 checks its fit
-                else self.sample(self.val_size, torch.Generator().manual_seed(self.seed + 2)))
-        return {"train": val, "val": val, "test": test}  # training batches are drawn fresh
+        val, test = (self.draw(self.val_size, torch.Generator().manual_seed(self.seed + i)) for i in (1, 2))
+        points = {"val": val, "test": torch.linspace(0, 1, 100) if self.function == "exp" else test}  # text 001's test points
+        splits = {name: (x.unsqueeze(1), self.points(x)[1]) for name, x in points.items()}
+        return {"train": splits["val"], **splits}  # training batches are drawn fresh
 
     def train_dataloader(self) -> FreshBatches:
         epoch, rank, _ = trainer_state(self, True)
@@ -102,28 +91,8 @@ class FunctionDataModule(TensorDataModule):
         return describe_polynomial(self.weight, self.bias) if self.function == "polynomial" else "y = e^x"
 
 
-def quadrant_features(points: torch.Tensor) -> torch.Tensor:
-    """Text 004's feature engineering: one-hot of the quadrant (1: x>0,y>0; 2: x<0,y>0; 3; 4)."""
-    right, up = points[:, 0] > 0, points[:, 1] > 0
-    return torch.stack([right & up, ~right & up, ~right & ~up, right & ~up], dim=1).float()
-
-
 class PlaneDataModule(TensorDataModule):
-    """Two-class points in the plane (texts 003 and 004), fixed train/val/test sets.
-
-    Args:
-        dataset: ``blobs``: Gaussians at (0, 0) and (2, 2), unit variance, ``points_per_class``
-            each (text 003); ``quadrants``: 50 points per quadrant around 3 * (+-1, +-1), label
-            ``x1 > 0`` (text 004, separable); ``xor``: the same points, label
-            ``xor(x1 > 0, x2 > 0)``.
-        features: ``raw`` coordinates, or ``quadrant`` one-hot features (text 004's fix for XOR).
-        points_per_class: blobs only (text 003: 500).
-        batch_size, standardize: see ``TensorDataModule`` (the source texts do not standardise).
-        seed: the training set of ``quadrants``/``xor`` is text 004's own (``np.random.seed(42)``);
-            validation and test sets are drawn the same way with other seeds.
-        predict_split, fold, folds: see ``TensorDataModule`` (folds divide the training and validation
-            points together).
-    """
+    """Two-class points in the plane (texts 003, 004): ``blobs``, ``quadrants`` or ``xor``; fixed splits."""
 
     def __init__(self, dataset: Literal["blobs", "quadrants", "xor"] = "blobs", features: Literal["raw", "quadrant"] = "raw",
                  points_per_class: int = 500, batch_size: int | None = None, standardize: bool = False, seed: int = 42,
@@ -134,11 +103,10 @@ class PlaneDataModule(TensorDataModule):
         check_positive("points_per_class", points_per_class, integer=True)
         self.dataset, self.features, self.points_per_class = dataset, features, points_per_class
         self.class_names, self.num_features, self.num_outputs = ["negative", "positive"], 4 if features == "quadrant" else 2, 2
-        self.feature_names, self.transform = ["x1", "x2"], "quadrant_one_hot" if features == "quadrant" else None
+        self.feature_names, self.feature_map = ["x1", "x2"], QuadrantOneHot() if features == "quadrant" else None
 
-    def sample_points(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Points and labels as the source texts draw them after ``np.random.seed(seed)``, from a
-        ``RandomState(seed)``: the same numbers without touching numpy's global generator."""
+    def sample_points(self, seed: int) -> Examples:
+        """Points and labels as the texts draw them after ``np.random.seed(seed)``."""
         generator = np.random.RandomState(seed)
         if self.dataset == "blobs":
             n = self.points_per_class
@@ -150,25 +118,15 @@ class PlaneDataModule(TensorDataModule):
             labels = points[:, 0] > 0 if self.dataset == "quadrants" else np.logical_xor(points[:, 0] > 0, points[:, 1] > 0)
         return torch.tensor(points, dtype=torch.float32), torch.tensor(labels, dtype=torch.int64)
 
-    def to_features(self, points: torch.Tensor) -> torch.Tensor:
-        """Model inputs for plane coordinates (used by the decision-surface panel too)."""
-        return quadrant_features(points) if self.features == "quadrant" else points
-
     def load_splits(self) -> dict[str, Examples]:
         self.plane = {name: self.sample_points(self.seed + 1000 * i) for i, name in enumerate(("train", "val", "test"))}
         if self.fold is not None:
             points, labels = (torch.cat([self.plane["train"][i], self.plane["val"][i]]) for i in (0, 1))
             train, val = fold_split(np.arange(len(labels)), labels.numpy(), self.fold, self.folds, self.seed)
             self.plane.update(train=(points[train], labels[train]), val=(points[val], labels[val]))
-        return {name: (self.to_features(points), labels) for name, (points, labels) in self.plane.items()}
+        return dict(self.plane)
 
-    def input_columns(self, split: str) -> tuple[list[str], list[list[float]]]:
-        if not self.splits:
-            self.setup()
-        return ["x1", "x2"], self.plane[split][0].tolist()
-
-    def plane_points(self, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-        """The 2-D coordinates and labels of a split, whatever the input features."""
+    def plane_points(self, split: str = "test") -> Examples:
         if not self.splits:
             self.setup()
         return self.plane[split]

@@ -18,7 +18,7 @@ from benchmark_stats import Interleaved, Side, bootstrap_interval, compare, pair
 from pytorch_lightning.cli import SaveConfigCallback
 from torch.nn import functional as F
 
-from datamodules.fashion_mnist import ImageBatches
+from datamodules.images import ImageBatches
 from lightning_models import build, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.training.experiments import parse_seeds

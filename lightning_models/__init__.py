@@ -1,9 +1,5 @@
-"""The template's library: the task modules and the nets they wrap (``lightning_models.nets``), ``run``/``build`` for a run,
-``load`` for a trained model, ``compare`` for runs side by side (docs/layout.md).
-
-The names below are imported on first use, so that importing one module of a layer (``lightning_models.checks``, as
-``datamodules`` does) does not import every layer above it.
-"""
+"""The library: task modules, nets (``lightning_models.nets``), ``run``/``build``, ``load``, ``compare``
+(docs/layout.md); names import on first use, so importing one layer never imports those above it."""
 
 import importlib
 from typing import Any

@@ -13,16 +13,12 @@ from lightning_models.nets import AutoEncoder
 
 
 class AutoencoderModule(TaskModule):
-    """Reconstruction with MSE. Metric: ``recon_mse`` per stage, in the units of the targets.
-
-    The datamodule gives ``(inputs, targets)``; for iris the targets are the raw measurements
-    while the inputs may be standardised, so ``recon_mse`` is in centimetres squared.
+    """Reconstruction with MSE. Metric per stage: ``recon_mse``, in the targets' units (iris: the raw measurements,
+    while the inputs may be standardised).
 
     Args:
-        num_features: input size; num_outputs: reconstruction size (both linked from the datamodule).
-        net: ``net(num_features, num_outputs)`` with an ``encode(x)`` method that returns the code:
-            ``nets.AutoEncoder`` (default; its ``latent_size``, ``hidden_sizes``, ``activation`` and
-            ``latent_activation`` as init_args) or a class of the same shape.
+        num_features, num_outputs: input and reconstruction sizes (linked from the datamodule).
+        net: ``net(num_features, num_outputs)`` with an ``encode(x)`` method: ``nets.AutoEncoder`` (default) or alike.
         **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step``, ``compile`` of ``TaskModule``.
     """
 

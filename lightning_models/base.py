@@ -1,4 +1,4 @@
-"""Training concerns shared by every task module: the injected net and optimizer, the update loop, logging."""
+"""TaskModule: the injected net and optimizer, per-stage torchmetrics logged once an epoch, full-batch repetition."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from lightning_models.checks import ConfigError, check_positive
-from lightning_models.repeated_updates import RepeatedUpdates
 
-FLUSH_EVERY = 32  # batches gathered before a count metric's update
 NetFactory = Callable[[int, int], nn.Module]  # net(num_features, num_outputs), e.g. lightning_models.nets.MLP
+DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -23,8 +23,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class CosineToZero(torch.optim.lr_scheduler.CosineAnnealingLR):
-    """Cosine annealing from the optimizer's learning rate to ``eta_min`` over ``total_steps`` updates,
-    which ``TaskModule`` sets to the run's length when the config leaves it out."""
+    """Cosine annealing to ``eta_min`` over ``total_steps`` steps (``TaskModule`` fills in the run's length)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None, eta_min: float = 0.0) -> None:
         if total_steps is None:
@@ -32,33 +31,17 @@ class CosineToZero(torch.optim.lr_scheduler.CosineAnnealingLR):
         super().__init__(optimizer, T_max=total_steps, eta_min=eta_min)
 
 
-class TaskModule(RepeatedUpdates):
-    """Base of the task modules: builds ``self.net``; subclasses add metrics and define ``model_step``.
+class TaskModule(pl.LightningModule):
+    """Base of the task modules: ``self.net = net(num_features, num_outputs)`` (sizes linked from the datamodule), the
+    optimizer (default Adam) and ``scheduler`` (stepped every training step; ``total_steps`` of ``OneCycleLR`` and
+    ``CosineToZero`` filled in), torchmetrics per stage; subclasses call ``init_metrics`` and define ``model_step``.
 
-    Args:
-        num_features, num_outputs: input and output sizes (linked from the datamodule by the CLI).
-        net: builds the architecture as ``net(num_features, num_outputs)``: a class of
-            ``lightning_models.nets`` or any ``nn.Module`` class with that signature (class_path +
-            init_args in a config, the class's own arguments in init_args).
-        optimizer: any ``torch.optim`` optimizer, called with the parameters (class_path + init_args
-            in a config; default Adam with its defaults).
-        scheduler: any ``torch.optim.lr_scheduler`` class, called with the optimizer and stepped after
-            every update. Schedules that span the run, ``OneCycleLR`` and ``CosineToZero``, get their
-            ``total_steps`` (when the config leaves it out) from ``configure_optimizers``: the number of
-            optimizer updates the trainer will run.
-        updates_per_step: optimizer updates per Lightning training step, all on the step's batch, for tiny
-            in-memory problems where Lightning's fixed cost per step dwarfs the update (iris, full batch).
-            ``global_step`` and ``max_steps`` count Lightning steps, ``train/updates`` the updates; train metrics
-            come from the last update of each step; ``accumulate_grad_batches`` needs ``updates_per_step=1``.
-            How the updates run: ``lightning_models.repeated_updates`` and docs/speed.md.
-        compile: compile the net with ``torch.compile`` (``nn.Module.compile``, in place: the checkpoint's keys stay
-            ``net.*``). The first steps, and the first call after loading, wait for the compiler; it needs a C
-            compiler on PATH.
-
-    Optimization is Lightning's automatic one, so every Trainer flag applies.
+    ``updates_per_step``: optimizer updates per training step on its batch (full-batch data, where Lightning's cost per
+    step dwarfs an update); ``global_step`` counts steps, ``train/updates`` updates. ``compile``: ``torch.compile`` the
+    net in place (the checkpoint's keys stay ``net.*``; needs a C compiler).
     """
 
-    monitor: str = "val/loss"
+    last_update = True  # whether training_step runs the step's last update, the one whose metrics it logs
 
     def __init__(
         self,
@@ -72,7 +55,7 @@ class TaskModule(RepeatedUpdates):
     ) -> None:
         super().__init__()
         check_positive("updates_per_step", updates_per_step, integer=True)
-        # LightningCLI hands a class from the config over as a partial holding it: name the class, not the partial
+        # LightningCLI hands a class over as a partial holding it: name the class
         named = next((part for part in getattr(net, "args", ()) if isinstance(part, type)), net)
         name = f"{named.__module__}.{named.__qualname__}" if isinstance(named, type) else repr(named)
         try:
@@ -92,51 +75,33 @@ class TaskModule(RepeatedUpdates):
         except (ValueError, TypeError) as error:
             raise ConfigError(f"optimizer: {error}") from None
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
-        # Called here, it also records the arguments of the subclass whose __init__ called us. The loggers
-        # get them under readable names (hparams.readable_hparams, called by run), not Lightning's raw record.
+        # Records the calling subclass's arguments too; run() gives the loggers readable names
         self.save_hyperparameters(logger=False)
 
     def init_metrics(self, metrics: MetricCollection) -> None:
-        """One torchmetrics collection per stage, so epoch reduction never mixes stages."""
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        # The loss as a batch-size-weighted mean: each batch's loss enters once per row (log_stage), since
-        # "disable" (no NaN check, which would sync the host every step on a GPU; a NaN stays NaN) makes
-        # torchmetrics 1.9 ignore MeanMetric's weights.
+        """One metric collection and one loss mean per stage, so epoch reduction never mixes stages."""
+        self.train_metrics, self.val_metrics, self.test_metrics = (metrics.clone(prefix=f"{s}/") for s in ("train", "val", "test"))
+        # nan_strategy "disable" (a NaN check syncs the host every step on a GPU) ignores weights: each batch's loss
+        # enters once per row (update_metrics), a batch-size-weighted mean
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        # Metrics whose states are counts (accuracy, F1...) sum the same over one batch of many rows as over many
-        # batches: their updates are gathered and made every FLUSH_EVERY batches, which costs less per step.
-        self.counts_only = all(not torch.is_floating_point(state) for metric in metrics.values()
-                               for state in metric.metric_state.values() if isinstance(state, torch.Tensor))
-        self.pending: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": [], "test": []}
 
     def model_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(loss, predictions, targets)`` for a batch; predictions as the metrics want them."""
+        """``(loss, predictions, targets)`` of a batch, predictions as the metrics want them."""
         raise NotImplementedError
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, predictions, targets = self.model_step(batch)
         self.check_finite(loss, batch_idx)
         if self.last_update:
-            self.log_stage("train", loss, predictions, targets)
+            self.update_metrics("train", loss, predictions, targets)
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        self.log_updates()
-        self.log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch("test")
-
-    def on_train_start(self) -> None:
-        if self.trainer.overfit_batches:  # can the model fit these batches? dropout would only hide the answer
-            for module in self.modules():
-                if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)):
-                    module.eval()  # Lightning keeps a module's mode across validation
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        # Each update through Lightning's closure (training_step, zero_grad, backward, clipping, precision, DDP sync);
+        # Lightning counts one step and steps the scheduler once
+        for update in range(self.hparams.updates_per_step):
+            self.last_update = update == self.hparams.updates_per_step - 1
+            optimizer.step(closure=optimizer_closure)
 
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         return self.evaluate("val", batch)
@@ -145,59 +110,53 @@ class TaskModule(RepeatedUpdates):
         return self.evaluate("test", batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(inputs)
+        return self(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def evaluate(self, stage: str, batch: Any) -> dict[str, torch.Tensor]:
         loss, predictions, targets = self.model_step(batch)
-        self.log_stage(stage, loss, predictions, targets)
-        # Returned so that panel callbacks can draw without running the model again.
+        self.update_metrics(stage, loss, predictions, targets)
+        # Returned so that panel callbacks can draw without running the model again
         return {"loss": loss, "predictions": predictions.detach(), "targets": targets}
 
-    def log_stage(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
-        """Update the stage's torchmetrics with a batch; ``log_epoch`` logs them once an epoch (logging metric
-        objects every step costs Lightning more than the update itself: docs/speed.md)."""
-        if self.counts_only:
-            self.pending[stage].append((predictions.detach(), targets))
-            if len(self.pending[stage]) == FLUSH_EVERY:
-                self.flush(stage)
-        else:
-            getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
+    def update_metrics(self, stage: str, loss: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        getattr(self, f"{stage}_metrics").update(predictions.detach(), targets)
         getattr(self, f"{stage}_loss").update(loss.detach().expand(len(targets)))
 
-    def flush(self, stage: str) -> None:
-        """Update the stage's count metrics with the batches gathered since the last flush."""
-        if pending := self.pending[stage]:
-            getattr(self, f"{stage}_metrics").update(torch.cat([p for p, _ in pending]), torch.cat([t for _, t in pending]))
-            pending.clear()
+    def on_train_epoch_end(self) -> None:
+        if self.hparams.updates_per_step > 1:
+            self.log("train/updates", float(self.global_step * self.hparams.updates_per_step), sync_dist=True)
+        self.log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
 
     def log_epoch(self, stage: str) -> None:
-        """Log the stage's epoch loss and metrics, computed over all ranks by torchmetrics, and reset them."""
-        self.flush(stage)
+        """Log the stage's epoch loss and metrics (reduced over ranks by torchmetrics) and reset them."""
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         loss: MeanMetric = getattr(self, f"{stage}_loss")
-        if loss.update_count:  # sync_dist: the values are the same on every rank already; says so to Lightning
+        if loss.update_count:
+            # sync_dist all-reduces values already equal on every rank; without it Lightning warns under DDP
             self.log(f"{stage}/loss", loss.compute(), prog_bar=True, sync_dist=True)
             self.log_dict({**metrics.compute(), **self.step_axis()}, sync_dist=True)
         loss.reset()
         metrics.reset()
 
     def step_axis(self) -> dict[str, float]:
-        """The x of the epoch's points, as Lightning reads a logged ``step``: ``global_step``, the steps done, where
-        the panels draw too (Lightning's own x for epoch-end points is one less during fit). With ``step`` logged
-        Lightning adds no ``epoch``: it is logged during fit only, since outside fit Lightning's ``current_epoch`` counts
-        the epochs done, one past the last. At step 0 Lightning's own x and epoch are these already."""
+        """x = ``global_step`` for the epoch's points, where the panels draw (Lightning's own is one less during fit);
+        with ``step`` Lightning logs no ``epoch``: logged during fit only (after it, one past the last)."""
         if not self.global_step:
             return {}
         fitting = self.trainer.state.fn == "fit"
         return {"step": float(self.global_step), **({"epoch": float(self.current_epoch)} if fitting else {})}
 
     def check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
-        # On an accelerator the check is a host sync: do it every 50 steps there, every step on CPU.
-        if loss.device.type != "cpu" and batch_idx % 50:
+        if loss.device.type != "cpu" and batch_idx % 50:  # a host sync on an accelerator: every 50 steps there
             return
         if not torch.isfinite(loss):
-            lr = self.optimizers().optimizer.param_groups[0]["lr"]
+            lr = self.optimizers().param_groups[0]["lr"]
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}). The usual cause is a learning rate "
@@ -205,17 +164,21 @@ class TaskModule(RepeatedUpdates):
                 "--model.init_args.optimizer.init_args.lr, feature standardisation, or gradient clipping."
             )
 
+    def on_train_start(self) -> None:
+        if self.trainer.overfit_batches:  # can the model fit these batches? dropout would only hide the answer
+            for module in self.modules():
+                if isinstance(module, DROPOUTS):
+                    module.eval()  # Lightning keeps a module's mode across validation
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Lets scripts load a checkpoint without being told its class (lightning_models.training.checkpoints).
+        # Lets scripts load a checkpoint without being told its class (lightning_models.training.checkpoints)
         checkpoint["module_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())
         if self.make_scheduler is None:
             return optimizer
-        total_updates = self.total_updates()  # the one place that knows the run's length
-        fill_in = getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None  # jsonargparse's partial
-        scheduler = self.make_scheduler(optimizer, **({"total_steps": total_updates} if fill_in else {}))
-        # "step": Lightning steps it after every optimizer step (optimizer_step steps it for the extra updates).
+        fill_in = getattr(self.make_scheduler, "keywords", {}).get("total_steps", 0) is None  # left out in the config
+        steps = {"total_steps": int(self.trainer.estimated_stepping_batches)} if fill_in else {}
+        scheduler = self.make_scheduler(optimizer, **steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-

@@ -1,7 +1,5 @@
-"""Validation helpers shared by modules and datamodules: errors that name the bad value and the fix.
-
-They run in ``__init__``, not as jsonargparse annotations (``PositiveInt``...): those check only what the CLI parses,
-and the classes are also built from Python (the notebook, the tests, a user's script)."""
+"""Checks of hyperparameters and data options, run in ``__init__`` (the classes are also built from Python, not only
+by the CLI): errors that name the bad value and the fix."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ from typing import Any
 
 
 class ConfigError(ValueError):
-    """A hyper-parameter or data option that cannot work; raised before any training starts."""
+    """A hyperparameter or data option that cannot work; raised before any training starts."""
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
@@ -20,17 +18,14 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
 
 
 def check_positive(name: str, value: float | int, integer: bool = False) -> None:
-    kind = "a positive integer" if integer else "a positive number"
     if isinstance(value, bool) or (integer and not isinstance(value, int)) or not value > 0:
-        raise ConfigError(f"{name}={value!r} is invalid; expected {kind}.")
+        raise ConfigError(f"{name}={value!r} is invalid; expected {'a positive integer' if integer else 'a positive number'}.")
 
 
 def check_fraction(name: str, value: float, allow_zero: bool = True) -> None:
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value < 1):
-        bound = "[0, 1)" if allow_zero else "(0, 1)"
-        raise ConfigError(f"{name}={value!r} is invalid; expected a fraction in {bound}.")
+    if not ((value >= 0 if allow_zero else value > 0) and value < 1):
+        raise ConfigError(f"{name}={value!r} is invalid; expected a fraction in {'[0, 1)' if allow_zero else '(0, 1)'}.")
 
 
-# Said by every error about a data path that is not there (the rule: lightning_models.training.data_paths).
+# Said by every error about a data path that is not there (the rule: lightning_models.training.data_paths)
 RELATIVE = "a relative path in a config file is relative to that file's folder, on the command line to the working folder"

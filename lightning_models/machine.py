@@ -1,5 +1,4 @@
-"""What runs this: the CPU (model, native bfloat16), the GPU (compute capability, CUDA and cuDNN), the code's commit;
-and the precision ``auto`` means here."""
+"""What runs this: the CPU, the GPU, the code's commit; and what ``precision: auto`` means here."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ CUDA_ACCELERATORS = ("auto", "gpu", "cuda")
 
 
 def cpu_info() -> tuple[str, set[str]]:
-    """The CPU's model name and feature flags (Linux's /proc/cpuinfo; ``("unknown", set())`` elsewhere)."""
+    """The CPU's model name and feature flags from /proc/cpuinfo (``("unknown", set())`` elsewhere)."""
     model, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo") as info:
@@ -32,13 +31,11 @@ def cpu_info() -> tuple[str, set[str]]:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_info()[1])
 
 
 def read_gpu(index: int) -> dict[str, Any]:
-    """Name, compute capability and native bfloat16 (torch's ``is_bf16_supported(including_emulation=False)``: no
-    emulated bf16, which Turing and Volta would answer True to) of visible CUDA device ``index``. Initialises CUDA."""
+    """Name, compute capability and native bfloat16 (not Turing's and Volta's emulated one) of CUDA device ``index``."""
     major, minor = torch.cuda.get_device_capability(index)
     native = (torch.cuda.is_bf16_supported(including_emulation=False) if index == torch.cuda.current_device()
               else major >= 8)
@@ -46,9 +43,8 @@ def read_gpu(index: int) -> dict[str, Any]:
 
 
 def gpu_facts(index: int = 0) -> dict[str, Any]:
-    """``read_gpu(index)`` without initialising CUDA in this process while it is not yet: once CUDA runs, Lightning
-    can no longer fork its processes (``ddp_fork``, a notebook's several devices), so a forked child reads the device
-    (the only cost: its CUDA start-up) until this process has started CUDA itself, or where there is no fork."""
+    """``read_gpu`` in a forked child while this process has not started CUDA: once it has, Lightning can no longer
+    fork (``ddp_fork``, a notebook's several devices)."""
     if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
         return read_gpu(index)
     with multiprocessing.get_context("fork").Pool(1) as pool:
@@ -56,13 +52,9 @@ def gpu_facts(index: int = 0) -> dict[str, Any]:
 
 
 def auto_precision(accelerator: Any = "auto") -> str:
-    """What ``precision: auto`` means here: native precisions only.
-
-    On a CUDA GPU (``accelerator`` auto, gpu or cuda): ``bf16-mixed`` from compute capability 8.0 (Ampere) on, where
-    bfloat16 runs in hardware; ``16-mixed`` (Lightning's gradient scaler) on 7.x (Volta, Turing: fp16 tensor cores,
-    bfloat16 only emulated); ``32-true`` before 7.0, which has no tensor cores. Elsewhere ``bf16-mixed`` on a CPU
-    with AVX512-BF16 or AMX, else ``32-true``: emulated bfloat16 is several times slower than 32-bit.
-    """
+    """``precision: auto``, native precisions only: on a CUDA GPU ``bf16-mixed`` from compute capability 8.0,
+    ``16-mixed`` on 7.x (fp16 tensor cores, emulated bfloat16), ``32-true`` before; on a CPU ``bf16-mixed`` with
+    AVX512-BF16 or AMX, else ``32-true`` (emulated bfloat16 is several times slower)."""
     if str(accelerator) in CUDA_ACCELERATORS and torch.cuda.is_available():
         facts = gpu_facts()
         if facts["native_bf16"]:
@@ -72,10 +64,8 @@ def auto_precision(accelerator: Any = "auto") -> str:
 
 
 def machine_record(device: torch.device, trainer: pl.Trainer | None = None) -> dict[str, Any]:
-    """The hardware a run's numbers come from, for ``metrics.json`` and the HParams tab: the CPU; for a CUDA run its
-    GPU's name and compute capability, the CUDA and cuDNN versions torch runs, the GPUs this process sees and whether
-    cuDNN benchmarks its algorithms (``trainer.benchmark``); a CPU run names no GPU. Also the run's world size
-    (processes over all nodes) and torch's float32 matmul precision (``--float32_matmul_precision``)."""
+    """The hardware a run's numbers come from (metrics.json, HParams): CPU, threads, a CUDA run's GPU, CUDA, cuDNN and
+    its benchmark flag; the world size and torch's float32 matmul precision."""
     cuda = device.type == "cuda"
     gpu = gpu_facts(device.index or 0) if cuda else {}
     return {"cpu": cpu_info()[0], "cpu_native_bf16": cpu_has_native_bf16(), "threads": torch.get_num_threads(),
@@ -88,7 +78,7 @@ def machine_record(device: torch.device, trainer: pl.Trainer | None = None) -> d
 
 
 def code_record() -> dict[str, Any] | None:
-    """The project's git commit and whether files differ from it; None outside a git checkout."""
+    """The project's git commit and whether tracked files differ from it; None outside a git checkout."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True, check=True, timeout=10).stdout
 
@@ -100,11 +90,10 @@ def code_record() -> dict[str, Any] | None:
 
 def describe() -> str:
     """What ``precision: auto`` picks on this machine, and why (``python scripts/machine.py``)."""
+    gpu = "none"
     if torch.cuda.is_available():
         facts = gpu_facts()
         gpu = (f"{facts['name']} (compute capability {facts['capability']}; native bfloat16: "
                f"{'yes' if facts['native_bf16'] else 'no'}), {torch.cuda.device_count()} visible; CUDA {torch.version.cuda}")
-    else:
-        gpu = "none"
     return (f"CPU: {cpu_info()[0]}; native bfloat16 (avx512_bf16 or amx_bf16): {'yes' if cpu_has_native_bf16() else 'no'}; "
             f"torch threads: {torch.get_num_threads()}\nGPU: {gpu}\nprecision auto -> {auto_precision()}")

@@ -28,20 +28,16 @@ class MaxAbsoluteError(Metric):
 
 
 class RegressionModule(TaskModule):
-    """Regression (MSE loss by default). Metrics: ``mse``, ``rmse``, ``r2`` and ``max_abs_error`` per stage.
+    """Regression. Metrics per stage: ``mse``, ``rmse``, ``r2`` and ``max_abs_error``, in the target's units.
 
     Args:
-        num_features, num_outputs, net: see ``TaskModule``; ``net`` by default ``nets.MLP`` with no
-            hidden layers: linear regression.
+        num_features, num_outputs, net: see ``TaskModule``; ``net`` by default ``nets.MLP`` (linear regression).
         zero_init: start from all-zero weights and biases (text 001's W = 0, b = 0).
         loss: ``mse``, or ``smooth_l1`` (PyTorch's polynomial example, which text 003 follows).
         **kwargs: ``optimizer``, ``scheduler``, ``updates_per_step``, ``compile`` of ``TaskModule``.
 
-    ``target_mean``/``target_std`` (buffers, saved in the checkpoint): the datamodule's, when it standardises the
-    target (``standardize_target``; else 0 and 1). The net then fits the standardised target, the loss is computed on
-    that scale, and ``forward``, the metrics, the panels and every prediction are in the target's units.
-
-    Example: ``RegressionModule(3, 1, net=functools.partial(MLP, hidden_sizes=[6], activation="sigmoid"))``.
+    The buffers ``target_mean``/``target_std`` (0 and 1 unless the datamodule standardises the target) are saved in the
+    checkpoint: the net fits and the loss sees the standardised target; ``forward`` answers in the target's units.
     """
 
     def __init__(
@@ -58,22 +54,20 @@ class RegressionModule(TaskModule):
         if zero_init:
             for parameter in self.net.parameters():
                 torch.nn.init.zeros_(parameter)
-        metrics = {"mse": MeanSquaredError(), "rmse": MeanSquaredError(squared=False), "r2": R2Score(),
-                   "max_abs_error": MaxAbsoluteError()}
-        self.init_metrics(MetricCollection(metrics))
+        self.init_metrics(MetricCollection({"mse": MeanSquaredError(), "rmse": MeanSquaredError(squared=False),
+                                            "r2": R2Score(), "max_abs_error": MaxAbsoluteError()}))
         self.register_buffer("target_mean", torch.zeros(num_outputs))
         self.register_buffer("target_std", torch.ones(num_outputs))
 
     def setup(self, stage: str) -> None:
-        # Lightning sets the datamodule up first; a checkpoint being restored overwrites these with its own afterwards
+        # After the datamodule's setup; a checkpoint being restored overwrites these with its own afterwards
         datamodule = self.trainer.datamodule
         if getattr(datamodule, "target_mean", None) is not None:
             self.target_mean.copy_(datamodule.target_mean.reshape(self.target_mean.shape))
             self.target_std.copy_(datamodule.target_std.reshape(self.target_std.shape))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        for name in ("target_mean", "target_std"):  # a checkpoint from before the target was standardised: 0 and 1
+        for name in ("target_mean", "target_std"):  # a checkpoint from before these buffers: 0 and 1
             checkpoint["state_dict"].setdefault(name, getattr(self, name).detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,5 +78,4 @@ class RegressionModule(TaskModule):
         scaled = self.net(inputs)
         loss = (F.mse_loss if self.hparams.loss == "mse" else F.smooth_l1_loss)(scaled, (targets - self.target_mean) / self.target_std)
         predictions = scaled * self.target_std + self.target_mean
-        # torchmetrics' R2 wants 1-D tensors for a single output.
-        return loss, predictions.squeeze(-1), targets.squeeze(-1)
+        return loss, predictions.squeeze(-1), targets.squeeze(-1)  # torchmetrics' R2 wants 1-D for a single output

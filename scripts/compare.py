@@ -1,25 +1,18 @@
-"""Is B better than A? Compare runs with a verdict per metric (docs/compare.md; the code: ``lightning_models.compare``).
+"""Is B better than A? A verdict per metric between run folders, folders of runs or configs run now (docs/compare.md).
 
     python scripts/compare.py lightning_logs/iris_mlp_classifier/crossval lightning_logs/iris_mlp_classifier/crossval_lr
-    python scripts/compare.py configs/iris_mlp_classifier.yaml configs/source/iris_mlp_classifier.yaml --seeds 0-4
-    python scripts/compare.py "configs/iris_mlp_classifier.yaml --model.init_args.optimizer.init_args.lr=0.003" \\
-        "configs/iris_mlp_classifier.yaml --model.init_args.optimizer.init_args.lr=0.03" --seeds 0-4 -- --trainer.max_epochs=4
-
-Each side: a run folder, a folder of runs (a sweep, a cross-validation), or a config with its options in one quoted
-argument, run now once per seed of ``--seeds`` into ``lightning_logs/<experiment>/<name>/<side>/seed_<n>`` (options
-after ``--`` go to every such side). Writes compare.md, compare.csv, compare.png and curves.png into ``--out``. A metric
-measured on other rows (folds against a split, another split) is "not comparable"; train/* are "fit", no verdict.
-Bad input (a file that is no config, a folder without runs): one line, exit status 2.
+    python scripts/compare.py "configs/iris_mlp_classifier.yaml --model.init_args.optimizer.init_args.lr=0.03" \\
+        configs/iris_mlp_classifier.yaml --seeds 0-4 -- --trainer.max_epochs=4   # after --: options for every config side
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 from pathlib import Path
 
+from lightning_models.util import quiet_logs
 from lightning_models.workflows.compare import CompareError, compare
 from lightning_models.workflows.seeds import parse_seeds
 
@@ -28,22 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sides", nargs="+",
-                        help="two or more: run folders, folders of runs (sweeps, cross-validations), or \"config.yaml --options\"")
-    parser.add_argument("--seeds", default="0-4", help="seeds of the sides run now, such as 0-4 or 0,2,5 (default 0-4)")
-    parser.add_argument("--vary-split", action="store_true", help="each seed also draws its own data split (default: the same split)")
-    parser.add_argument("--name", default="compare", help="folder of the sides run now, under lightning_logs/<experiment>/")
+    parser.add_argument("sides", nargs="+", help="run folders, folders of runs, or \"config.yaml --options\"")
+    parser.add_argument("--seeds", default="0-4", help="seeds of the config sides, such as 0-4 or 0,2,5")
+    parser.add_argument("--vary-split", action="store_true", help="each seed also draws its own data split")
+    parser.add_argument("--name", default="compare", help="folder of the config sides' runs, under lightning_logs/<experiment>/")
     parser.add_argument("--out", default=None, help="folder for compare.md/.csv/.png (default: lightning_logs/compare/<name>)")
     args = parser.parse_args(argv[:split])
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     try:
         try:
             seeds = parse_seeds(args.seeds)
         except ValueError as error:
             raise CompareError(f"--{error}") from None
         sides = [shlex.split(side) if (side.split() or [""])[0].endswith((".yaml", ".yml")) else side for side in args.sides]
-        result = compare(*sides, seeds=seeds, options=argv[split + 1 :], name=args.name, vary_split=args.vary_split)
+        with quiet_logs():
+            result = compare(*sides, seeds=seeds, options=argv[split + 1 :], name=args.name, vary_split=args.vary_split)
     except (CompareError, argparse.ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,8 +1,4 @@
-"""K-fold cross-validation of any experiment config whose datamodule can fold (``--help`` for the options; the code
-lives in ``lightning_models.workflows.crossval``).
-
-    python scripts/crossval.py --config configs/iris_mlp_classifier.yaml --folds 5
-"""
+"""K-fold cross-validation of any experiment config whose datamodule can fold (``--help``; docs/crossval.md)."""
 
 from lightning_models.workflows.crossval import main
 

@@ -1,30 +1,22 @@
-"""Evaluate a checkpoint on the test split and write its predictions to CSV.
+"""``train.py test`` then ``train.py predict`` on a checkpoint with its run's own ``config.yaml``: the metrics as JSON on
+standard output, the test split's predictions as CSV (docs/predict.md's layout).
 
-    python scripts/evaluate.py lightning_logs/iris_mlp_classifier/version_0/checkpoints/last.ckpt
+    python scripts/evaluate.py lightning_logs/iris_mlp_classifier/version_0
     python scripts/evaluate.py CKPT --config configs/fashion_cnn.yaml --data.data_dir ../shared/data --out preds.csv
-
-CKPT may also be a run folder: its best checkpoint, from its own ``checkpoints/`` (scripts/predict.py's rule).
-The datamodule comes from the run's saved ``config.yaml`` (in the run folder, beside ``checkpoints/``) unless
-``--config`` is given; extra ``--data.*`` options override it. The checkpoint is loaded with
-``weights_only=True``: a checkpoint holding anything but tensors and plain values is refused. Which checkpoint file
-was used goes to standard error, the metrics to standard output.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 
-import pytorch_lightning as pl
-import torch
-
-from lightning_models import build
-from lightning_models.callbacks.predictions import header, input_columns, rows, scores, with_inputs
 from lightning_models.checks import ConfigError
 from lightning_models.training.checkpoints import choose_checkpoint, load_module
+from lightning_models.training.run import evaluate
 
 
 def main() -> None:
@@ -35,36 +27,21 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     try:
         chosen = choose_checkpoint(args.checkpoint)
-        module = load_module(chosen.path)
-    except ConfigError as error:  # missing, foreign, damaged, truncated, classes that do not import: one line naming it
+        load_module(chosen.path)  # a checkpoint whose classes do not import: one line naming the fix
+        run = Path(args.checkpoint) if Path(args.checkpoint).is_dir() else chosen.path.resolve().parent.parent
+        config = Path(args.config) if args.config else run / "config.yaml"
+        if not config.is_file():
+            parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
+        print(chosen.line(), file=sys.stderr)
+        writer = {"class_path": "lightning_models.callbacks.predictions.PredictionWriter",
+                  "init_args": {"path": str(args.out or run / "predictions.csv")}}
+        options = [config, f"--ckpt_path={chosen.path}", "--trainer.logger=false", *overrides]
+        with contextlib.redirect_stdout(sys.stderr), tempfile.TemporaryDirectory() as scratch:  # stdout: the metrics alone
+            metrics = evaluate("test", *options, f"--trainer.default_root_dir={scratch}")[0]  # no new run folder
+            evaluate("predict", *options, "--data.init_args.predict_split=test", f"--trainer.callbacks+={json.dumps(writer)}")
+    except ConfigError as error:  # a bad checkpoint, data path or override; a NaN answer: one line
         parser.exit(2, f"error: {error}\n")
-    named = Path(args.checkpoint)
-    run = named if named.is_dir() else chosen.path.resolve().parent.parent  # a run folder's own config.yaml, not the original's
-    config = Path(args.config) if args.config else run / "config.yaml"
-    if not config.is_file():
-        parser.error(f"no config at {config}; pass --config configs/<experiment>.yaml")
-    print(chosen.line(), file=sys.stderr)
-    try:
-        datamodule = build(config, *overrides, stage="predict").datamodule  # the config's data, as train.py builds it
-    except ConfigError as error:  # a data path that is not there, a bad override: one line
-        parser.exit(2, f"error: {error}\n")
-    trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False)
-    metrics = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    outputs = trainer.predict(module, dataloaders=datamodule.test_dataloader())
-    predictions = scores(module, torch.cat([batch.float().cpu() for batch in outputs]))
-    if not torch.isfinite(predictions).all():  # never a class written beside a NaN probability
-        row = int((~torch.isfinite(predictions)).reshape(len(predictions), -1).any(1).nonzero()[0])
-        parser.exit(2, f"error: test row {row}: the model's answer is not a finite number, so no predictions were written; "
-                       "are the checkpoint's weights NaN or infinite?\n")
-    targets = torch.cat([batch[1].cpu() for batch in datamodule.test_dataloader()])
-    out = Path(args.out) if args.out else run / "predictions.csv"
-    with open(out, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        columns, inputs = input_columns(datamodule, "test")
-        writer.writerow(header(predictions, targets) + columns)
-        writer.writerows(with_inputs(rows(predictions, targets, getattr(datamodule, "class_names", None)), inputs, 0))
     print(json.dumps(metrics, indent=2))
-    print(f"predictions: {out}")
 
 
 if __name__ == "__main__":

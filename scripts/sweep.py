@@ -1,8 +1,4 @@
-"""Hyperparameter sweep of any experiment config with Optuna (``--help`` for the options; the code lives in
-``lightning_models.workflows.sweep``).
-
-    python scripts/sweep.py --config configs/iris_mlp_classifier.yaml --space configs/sweeps/iris_mlp_classifier.yaml
-"""
+"""Optuna sweep of any experiment config (``--help``; docs/sweeps.md)."""
 
 from lightning_models.workflows.sweep import main
 

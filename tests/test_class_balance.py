@@ -14,6 +14,7 @@ import torch
 from lightning_models import build, run
 from lightning_models.callbacks import ClassBalance
 from lightning_models.training.checkpoints import load_module
+from lightning_models.training.train_cli import print_summary
 from tests.conftest import CONFIGS
 from tests.helpers import write_csv
 
@@ -47,6 +48,7 @@ def test_summary_and_metrics_json_give_class_rows_the_majority_baseline_and_drop
     gaps = (0, 30, 41, 60)  # train rows 0 (a) and 30 (b), val row 41 (a), test row 60 (b) lose their x
     table = imbalanced_table(tmp_path / "table.csv", gaps=gaps)
     result = run(CONFIG, *options(tmp_path / "table.csv"), "--data.init_args.missing=drop")
+    print_summary(result)  # what train_cli prints after run()
     out, err = capsys.readouterr()
     kept = [row for index, row in enumerate(table) if index not in gaps]
     rows = {split: [Counter(row[3] for row in kept if row[2] == split)[name] for name in "abc"] for split in SIZES}
@@ -82,6 +84,7 @@ def test_a_class_never_predicted_on_the_validation_rows_is_warned_in_one_line(tm
     monkeypatch.chdir(tmp_path)
     imbalanced_table(tmp_path / "table.csv", constant=True)
     result = run(CONFIG, *options(tmp_path / "table.csv"))
+    print_summary(result)
     out, err = capsys.readouterr()
     predicted = result.record["classes"]["predicted"]["val"]
     assert sorted(predicted) == [0, 0, 14]

@@ -156,3 +156,16 @@ def test_a_file_as_a_side_is_one_line_naming_it_and_what_is_accepted(tmp_path, m
     with pytest.raises(CompareError, match="side B: table.csv is a file"):
         compare(IRIS, "table.csv", seeds=[0], options=["--trainer.max_epochs=1"])
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_vary_split_beside_a_sides_own_split_seed_is_refused_and_the_split_seed_is_the_resolved_one(tmp_path, monkeypatch):
+    from lightning_models import build
+    from lightning_models.workflows.seeds import seed_options
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CompareError, match=r"^side B: --vary-split sets data.init_args.seed per seed, and "
+                                           r"--data.init_args.seed=7 sets it too; drop one$"):
+        compare(IRIS, [IRIS, "--data.init_args.seed=7"], seeds=[0], vary_split=True)
+    assert not (tmp_path / "lightning_logs").exists()
+    config = build(IRIS, "--data.init_args.seed=7").config  # the split seed as the options resolve it, not the file's
+    assert seed_options(2, config, vary_split=True) == ["--seed_everything=2", "--data.init_args.seed=9"]

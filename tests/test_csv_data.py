@@ -74,7 +74,7 @@ def test_wine_trains_from_the_example_config(tmp_path):
                           tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     table = list(csv.DictReader((run / "predictions-test.csv").open()))
-    assert {row["target_name"] for row in table} == {"class_0", "class_1", "class_2"}
+    assert {row["target"] for row in table} == {"class_0", "class_1", "class_2"}  # class names, as predict.py writes them
     accuracy = sum(row["target"] == row["predicted"] for row in table) / len(table)
     assert accuracy == pytest.approx(metrics["test"]["test/acc"])
 
@@ -137,7 +137,7 @@ def test_bad_options_are_refused_when_built(tmp_path, options, named):
 
 def test_a_class_too_small_to_stratify_is_one_clear_error(tmp_path):
     path = write_csv(tmp_path / "small.csv", ["a", "label"], [[index, "x" if index < 9 else "y"] for index in range(10)])
-    with pytest.raises(ConfigError, match=r"small.csv: cannot split 10 rows into train/val/test .*use a split column"):
+    with pytest.raises(ConfigError, match=r"small.csv: cannot split 10 rows into train/val/test .*give the split \(a split column"):
         CSVDataModule(str(path), target="label").setup()
 
 

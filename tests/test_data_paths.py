@@ -1,4 +1,4 @@
-"""One rule for relative data paths (lightning_models.training.data_paths): relative to the config file that names
+"""One rule for relative data paths (lightning_models.training.cli.resolve_data_paths): relative to the config file that names
 them, on the command line to the working folder; the registry's data_files follow the same rule (tests/test_registry.py);
 a path that is not there is named absolute, with the rule."""
 

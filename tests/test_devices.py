@@ -151,5 +151,5 @@ def test_float32_matmul_precision_is_a_trainer_option_and_recorded(tmp_path, mon
         assert result.config["trainer"]["float32_matmul_precision"] == "high"  # config.yaml repeats it
     finally:
         torch.set_float32_matmul_precision(before)
-    with pytest.raises(ConfigError, match="float32_matmul_precision"):
+    with pytest.raises(ConfigError, match=r"'highest', 'high', 'medium'\]. Got value: fast"):
         build(IRIS, "--trainer.float32_matmul_precision=fast")

@@ -1,5 +1,6 @@
 """Autograd against the source texts' hand-derived gradients, and gradcheck on the nets."""
 
+import copy
 import math
 
 import pytest
@@ -56,3 +57,51 @@ def test_gradcheck_in_double_precision(net, in_features):
         return torch.func.functional_call(net, {name: v for (name, _), v in zip(net.named_parameters(), values)}, (x.detach(),))
 
     assert torch.autograd.gradcheck(as_function_of_parameters, tuple(p.detach().requires_grad_() for p in parameters))
+
+
+def test_repeated_updates_are_plain_sgd_updates_and_the_schedule_steps_once_a_step(tmp_path, monkeypatch):
+    """updates_per_step=3 on full-batch iris: every update goes through the optimizer (3 x global_step), the weights
+    equal a plain loop's on the same batch, and a OneCycleLR steps once per Lightning step over the trainer's steps."""
+    from lightning_models import build
+    from tests.conftest import CONFIGS
+
+    monkeypatch.chdir(tmp_path)
+    schedule = '{"class_path": "torch.optim.lr_scheduler.OneCycleLR", "init_args": {"max_lr": 0.05}}'
+    parts = build(CONFIGS / "iris_logistic_regression.yaml", "--model.init_args.updates_per_step=3", "--trainer.max_epochs=4",
+                  "--trainer.logger=false", "--last_checkpoint=null", "--trainer.enable_progress_bar=false",
+                  "--trainer.limit_val_batches=0", "--trainer.precision=32-true", f"--model.init_args.scheduler={schedule}")
+    model, datamodule = parts.model, parts.datamodule
+    reference = copy.deepcopy(model.net)
+    parts.trainer.fit(model, datamodule=datamodule)
+    (optimizer,) = parts.trainer.optimizers
+    assert parts.trainer.global_step == 4 and model.hparams.updates_per_step == 3
+    inputs, targets = next(iter(datamodule.train_dataloader()))  # the one full batch
+    plain = model.make_optimizer(reference.parameters())
+    lrs = torch.optim.lr_scheduler.OneCycleLR(plain, max_lr=0.05, total_steps=4)
+    for _ in range(4):
+        for _ in range(3):
+            plain.zero_grad()
+            torch.nn.functional.cross_entropy(reference(inputs), targets).backward()
+            plain.step()
+        lrs.step()
+    assert int(optimizer.state[next(iter(model.net.parameters()))]["step"]) == 4 * 3  # Adam's count of its updates
+    for got, expected in zip(model.net.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, expected)  # the batch's row order may differ from step to step
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(plain.param_groups[0]["lr"])
+
+
+def test_probabilities_and_predict_step_decide_the_logits_in_one_place():
+    from lightning_models import ClassificationModule
+    from lightning_models.classification import probabilities
+
+    scores = torch.tensor([[2.0, -1.0, 0.5]])
+    torch.testing.assert_close(probabilities(scores, {}), scores.softmax(-1))  # no loss named: the module's default
+    torch.testing.assert_close(probabilities(scores, {"loss": "cross_entropy"}), scores.softmax(-1))
+    assert torch.equal(probabilities(scores, {"loss": "mse_onehot"}), scores)  # already its output activation's
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    for loss in ("cross_entropy", "mse_onehot"):
+        module = ClassificationModule(4, 3, loss=loss, output_activation="sigmoid").eval()
+        with torch.no_grad():
+            expected = module.net(x).softmax(-1) if loss == "cross_entropy" else torch.sigmoid(module.net(x))
+            torch.testing.assert_close(module.predict_step((x, torch.zeros(5, dtype=torch.long)), 0), expected)

@@ -106,7 +106,7 @@ def test_example_config_trains_logs_the_image_panels_and_predicts_with_folder_na
                            "images", "--ckpt_path", metrics["checkpoints"]["best"], *QUIET], tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     table = list(csv.DictReader((run / "predictions-test.csv").open()))
-    assert {row["target_name"] for row in table} == set(IMAGE_CLASSES) and len(table) == 18
+    assert {row["target"] for row in table} == set(IMAGE_CLASSES) and len(table) == 18
 
 
 def test_beyond_the_memory_budget_images_stream_and_still_train(tmp_path):

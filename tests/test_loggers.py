@@ -144,9 +144,9 @@ def test_predict_writes_the_csv_that_evaluate_writes(trained_iris, tmp_path):
     assert written.read_text() == evaluated.read_text()
     table = list(csv.DictReader(written.open()))
     accuracy = sum(row["target"] == row["predicted"] for row in table) / len(table)
-    assert [int(row["row"]) for row in table] == list(range(75))
+    assert [int(row["id"]) for row in table] == list(range(75))
     assert accuracy == pytest.approx(json.loads((run / "metrics.json").read_text())["test"]["test/acc"])
-    assert {row["target_name"] for row in table} == {"setosa", "versicolor", "virginica"}
+    assert {row["target"] for row in table} == {"setosa", "versicolor", "virginica"}
     assert sorted(path.name for path in run.parent.iterdir()) == ["version_0"]  # predict made no new run folder
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from lightning_models import build
 from tests.conftest import CONFIGS, ROOT
@@ -33,7 +34,7 @@ def test_lr_find_saves_the_curve_and_suggests_its_steepest_descent(tmp_path: Pat
     # --force: a curve this short is all start-up climb; the writing is under test here, the doubts below
     done = run_script(SCRIPT, "--config", str(IRIS), "--num_training", str(STEPS), "--write", str(written), "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    line = done.stdout.strip().splitlines()[-1]
+    line, command = done.stdout.strip().splitlines()[-2:]
     folder = tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0"
     assert (folder / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "lr_find/loss_vs_lr" in event_tags(folder)["images"]
@@ -49,22 +50,25 @@ def test_lr_find_saves_the_curve_and_suggests_its_steepest_descent(tmp_path: Pat
     assert line.startswith(f"suggested lr {expected:.3g} (config: 0.003)")
     assert curve["config_lr"] == 0.003
 
-    # The copy differs from the config in the lr alone, builds, and its optimizer starts at the suggestion.
-    changed = [pair for pair in zip(IRIS.read_text().splitlines(), written.read_text().splitlines()) if pair[0] != pair[1]]
-    assert len(changed) == 1 and "lr:" in changed[0][1]
-    optimizer = build(written).model.make_optimizer([torch.nn.Parameter(torch.zeros(1))])
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=5e-3)
+    # The override holds the lr alone; stacked after the config it sets the optimizer's start, the rest stays.
+    assert yaml.safe_load(written.read_text()) == {"model": {"init_args": {"optimizer": {"init_args": {"lr": float(f"{expected:.3g}")}}}}}
+    assert command == f"train with it: python scripts/train.py fit --config {IRIS} --config {written}"
+    stacked, alone = build(IRIS, "--config", written).config, build(IRIS).config
+    stacked.config = alone.config
+    assert stacked.model.init_args.optimizer.init_args.lr == pytest.approx(expected, rel=5e-3)
+    stacked.model.init_args.optimizer.init_args.lr = alone.model.init_args.optimizer.init_args.lr
+    assert stacked.as_dict() == alone.as_dict()
 
 
 def test_lr_find_writes_a_one_cycle_peak_with_the_lr(tmp_path: Path) -> None:
     """Under OneCycleLR the optimizer's lr is replaced by the schedule's: --write sets max_lr to the suggestion too."""
-    from lightning_models.workflows.lr_find import write_config
+    from lightning_models.workflows.lr_find import LR_KEYS, write_override
 
-    assert write_config(CONFIGS / "fashion_cnn.yaml", tmp_path / "fashion.yaml", 0.00123) == [
-        "model.init_args.optimizer.init_args.lr", "model.init_args.scheduler.init_args.max_lr"]
-    scheduler = build(tmp_path / "fashion.yaml").model.make_scheduler
-    assert scheduler.keywords["max_lr"] == 0.00123
-    assert "lr: 0.00123, weight_decay: 0.0005, fused: true}  # one kernel" in (tmp_path / "fashion.yaml").read_text()
+    write_override(tmp_path / "lr.yaml", list(LR_KEYS), 0.001234)
+    parts = build(CONFIGS / "fashion_cnn.yaml", "--config", tmp_path / "lr.yaml")
+    assert parts.model.make_scheduler.keywords["max_lr"] == 0.00123
+    assert parts.model.make_optimizer([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == 0.00123
+    assert parts.config.model.init_args.optimizer.init_args.weight_decay == 0.0005  # the rest of the optimizer stays
 
 
 @pytest.mark.parametrize("options, says", [
@@ -81,18 +85,19 @@ def test_lr_find_refuses_in_one_line(options: list[str], says: str, tmp_path: Pa
     assert not list(tmp_path.glob("lightning_logs/*/*/lr_find.png"))
 
 
-def test_lr_find_writes_the_config_that_sets_the_lr_not_a_preset_stacked_after_it(tmp_path: Path) -> None:
+def test_lr_find_writes_an_override_that_keeps_the_searchs_presets_and_options(tmp_path: Path) -> None:
     written = tmp_path / "iris_lr.yaml"
     preset = CONFIGS / "presets" / "overfit.yaml"
-    done = run_script(SCRIPT, f"--config={IRIS}", "--config", str(preset), "--num_training", "20", "--write", str(written),
-                      "--force", cwd=tmp_path)
+    done = run_script(SCRIPT, f"--config={IRIS}", "--config", str(preset), "--trainer.max_epochs=7", "--num_training", "20",
+                      "--write", str(written), "--force", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    suggestion = json.loads((tmp_path / "lightning_logs" / "iris_mlp_classifier" / "version_0" / "lr_find.json").read_text())["suggestion"]
-    changed = [pair for pair in zip(IRIS.read_text().splitlines(), written.read_text().splitlines()) if pair[0] != pair[1]]
-    assert len(IRIS.read_text().splitlines()) == len(written.read_text().splitlines())
-    assert len(changed) == 1 and "lr:" in changed[0][1]
-    assert build(written).model.make_optimizer([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == pytest.approx(
-        suggestion, rel=5e-3)
+    suggestion = json.loads(next(tmp_path.glob("lightning_logs/*/version_0/lr_find.json")).read_text())["suggestion"]
+    command = done.stdout.strip().splitlines()[-1]
+    stacked = f"--config={IRIS} --config {preset} --trainer.max_epochs=7 --config {written}"
+    assert command == f"train with it: python scripts/train.py fit {stacked}"
+    config = build(IRIS, "--config", preset, "--trainer.max_epochs=7", "--config", written).config  # the printed command's config
+    assert config.model.init_args.optimizer.init_args.lr == pytest.approx(suggestion, rel=5e-3)
+    assert config.trainer.max_epochs == 7 and config.trainer.overfit_batches == 4  # the preset's
 
 
 def curve(losses: list[float]) -> tuple[list[float], list[float]]:

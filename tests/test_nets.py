@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from lightning_models.checks import ConfigError
-from lightning_models.nets import MLP, AutoEncoder, FashionCNN, make_activation
+from lightning_models.nets import MLP, AutoEncoder, FashionCNN, Powers, QuadrantOneHot, make_activation
 
 
 def test_mlp_without_hidden_layers_is_one_linear_layer():
@@ -53,3 +53,14 @@ def test_fashion_cnn_matches_the_source_architecture():
     assert [(layer.in_features, layer.out_features) for layer in linears] == [(2304, 600), (600, 120), (120, 10)]
     assert any(isinstance(layer, nn.Dropout) for layer in net.modules())
     assert not any(isinstance(layer, nn.Dropout2d) for layer in net.modules())
+
+
+def test_feature_maps_and_the_spec_that_rebuilds_them():
+    x = torch.tensor([[2.0, -1.0], [-0.5, 3.0], [-1.0, -2.0], [0.5, -0.25]])
+    assert Powers(3)(x).tolist() == [[2.0, -1.0, 4.0, 1.0, 8.0, -1.0], [-0.5, 3.0, 0.25, 9.0, -0.125, 27.0],
+                                     [-1.0, -2.0, 1.0, 4.0, -1.0, -8.0], [0.5, -0.25, 0.25, 0.0625, 0.125, -0.015625]]
+    assert QuadrantOneHot()(x).tolist() == [[0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    assert Powers(3).spec() == {"class_path": "lightning_models.nets.Powers", "init_args": {"degree": 3}}
+    assert QuadrantOneHot().spec() == {"class_path": "lightning_models.nets.QuadrantOneHot", "init_args": {}}
+    with pytest.raises(ConfigError, match="degree=0"):
+        Powers(0)

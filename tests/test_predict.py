@@ -17,7 +17,7 @@ from lightning_models import build, load, run
 from lightning_models.inference.prediction_inputs import PredictionInputError
 from lightning_models.training.checkpoints import CheckpointError, load_module
 from tests.conftest import CONFIGS, ROOT
-from tests.helpers import write_csv, write_folder, write_idx
+from tests.helpers import run_script, write_csv, write_folder, write_idx
 
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.precision=32-true", "--trainer.callbacks=[]", "--trainer.logger=false"]
 FLOWERS = [{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2, "petal_width": 1.5},
@@ -209,23 +209,7 @@ def test_a_checkpoint_without_its_inputs_says_how_to_predict_anyway(tmp_path, ir
 
 
 def predict_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``scripts/predict.py ARGS`` (its one call, ``predict_cli.main``, in this process: no second interpreter)."""
-    import contextlib
-    import io
-    import os
-
-    from lightning_models.inference.predict_cli import main
-
-    out, err, here, code = io.StringIO(), io.StringIO(), Path.cwd(), 0
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exited:
-        code = exited.code or 0
-    finally:
-        os.chdir(here)
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    return run_script(ROOT / "scripts" / "predict.py", *args, cwd=cwd)
 
 
 @pytest.mark.slow

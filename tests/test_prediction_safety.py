@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from lightning_models import load, run
+from lightning_models.callbacks.predictions import PredictionOutputError
 from lightning_models.checks import ConfigError
 from lightning_models.inference.export import ExportError, export, load_export
-from lightning_models.inference.predictor import PredictionOutputError, Predictor
+from lightning_models.inference.predictor import Predictor
 from lightning_models.training.checkpoints import CheckpointError, load_module
 from tests.conftest import CONFIGS, ROOT
 from tests.helpers import run_script, write_csv
@@ -124,7 +125,7 @@ def test_evaluate_refuses_nan_answers_and_writes_no_predictions(runs, tmp_path):
     copy = copied(runs["classifier"], tmp_path / "copy")
     poisoned(copy / "checkpoints" / best(runs["classifier"]).name, copy / "checkpoints" / best(runs["classifier"]).name)
     done = script("evaluate.py", str(copy), cwd=tmp_path)
-    assert done.returncode == 2 and errors(done)[-1].startswith("error: test row 0: the model's answer is not a finite number")
+    assert done.returncode == 2 and errors(done)[-1].startswith("error: row 0: the model's answer is not a finite number")
     assert not (copy / "predictions.csv").exists()
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from lightning_models import run
 from lightning_models.base import NonFiniteLossError
-from lightning_models.training.errors import ParserOnly
+from lightning_models.training.cli import TemplateCLI
 from lightning_models.training.experiments import load_registry
 from tests.conftest import CONFIGS
 from tests.helpers import write_idx
@@ -24,6 +24,16 @@ IRIS = CONFIGS / "iris_mlp_classifier.yaml"
 FASHION = CONFIGS / "fashion_cnn.yaml"
 PRESETS = CONFIGS / "presets"
 QUIET = ("--trainer.callbacks=[]", "--progress_bar=null", "--last_checkpoint=null")  # no panels to draw: faster
+
+
+class ParseOnly(TemplateCLI):
+    """Parses the arguments and builds nothing."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
 
 
 class BatchCounter(pl.Callback):
@@ -47,7 +57,7 @@ def test_every_preset_stacks_on_every_experiment_config() -> None:
     (all at once: they set different keys), and the resolved trainer settings are the presets'."""
     presets = {path: yaml.safe_load(path.read_text())["trainer"] for path in sorted(PRESETS.glob("*.yaml"))}
     assert len(presets) == 4
-    parser = ParserOnly.parser()
+    parser = ParseOnly(["--config", str(IRIS)]).parser
     for experiment in load_registry():
         stacked = [word for path in (experiment.default_config, *presets) for word in ("--config", str(path))]
         resolved = parser.parse_args(stacked).as_dict()["trainer"]

@@ -138,14 +138,15 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, family):
         assert got[key] == expected[key], key
 
 
-def test_ckpt_path_last_without_a_run_starts_from_scratch(tmp_path):
-    assert newest_last_checkpoint("nothing_here", tmp_path) == (None, None)
+def test_ckpt_path_last_without_a_run_starts_from_scratch(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert newest_last_checkpoint("nothing_here") == (None, None)
     for version in (0, 2, 10):
-        folder = tmp_path / "exp" / f"version_{version}" / "checkpoints"
+        folder = Path("lightning_logs", "exp", f"version_{version}", "checkpoints")
         folder.mkdir(parents=True)
         if version != 10:  # the newest run has no checkpoint yet
             (folder / "last.ckpt").write_bytes(b"")
-    assert newest_last_checkpoint("exp", tmp_path) == (str(tmp_path / "exp" / "version_2" / "checkpoints" / "last.ckpt"), 2)
+    assert newest_last_checkpoint("exp") == (str(Path("lightning_logs/exp/version_2/checkpoints/last.ckpt")), 2)
 
 
 @pytest.mark.slow

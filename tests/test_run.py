@@ -70,6 +70,21 @@ def test_a_default_changed_in_yaml_changes_the_run(tmp_path, monkeypatch):
     assert trainer.checkpoint_callback.monitor == "val/acc" and trainer.checkpoint_callback.mode == "max"
 
 
+def test_the_run_folder_is_experiment_name_else_the_first_config_files_name(in_tmp):
+    """A preset stacked after the experiment's config does not rename the run; experiment_name, set anywhere, does."""
+    iris, debug = CONFIGS / "iris_mlp_classifier.yaml", CONFIGS / "presets" / "debug.yaml"
+    parts = build(iris, debug)
+    assert parts.config.experiment_name == "iris_mlp_classifier"
+    assert Path(parts.trainer.default_root_dir).parts[-3:] == ("lightning_logs", "iris_mlp_classifier", "version_0")
+    mine = in_tmp / "mine.yaml"  # the iris config without its experiment_name
+    mine.write_text("".join(line for line in iris.open() if not line.startswith("experiment_name:")))
+    assert build(mine, debug).config.experiment_name == "mine"
+    named = in_tmp / "named.yaml"
+    named.write_text("experiment_name: named\n")
+    assert build(mine, named, debug).config.experiment_name == "named"
+    assert build(mine, named, "--experiment_name=given").config.experiment_name == "given"
+
+
 class UpdateNorms(pl.Callback):
     """The gradient norm each optimizer update stepped with (after any clipping), from torch's step post-hook:
     Lightning runs the closure, so the backward and the clipping, inside the optimizer's step."""

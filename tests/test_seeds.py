@@ -58,6 +58,7 @@ def test_seed_options_are_the_run_seed_and_move_the_split_only_when_asked():
     assert seed_options(3) == ["--seed_everything=3"]
     assert seed_options(3, CONFIGS / "xor_mlp.yaml", vary_split=True) == ["--seed_everything=3", "--data.init_args.seed=45"]
     assert datamodule_seed(CONFIGS / "iris_mlp_classifier.yaml") == 0  # its own seed: 0
+    assert datamodule_seed(CONFIGS / "exp_fit.yaml") == 0  # no seed in the file: the class default, as build resolves it
     for bad in (-1, True, "2"):
         with pytest.raises(ValueError, match="expected an integer >= 0"):
             seed_options(bad)

@@ -200,12 +200,12 @@ BAD_TABLE_REQUESTS = {  # body, Content-Type, status, what the error line must n
     "missing column": (json.dumps([{"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 4.2}]).encode(),
                        "application/json", 422, "row 0: no column 'petal_width'"),
     "text in a number": (rows_with(sepal_width="three"), "application/json", 422, "row 1, column 'sepal_width': 'three' is not a number"),
-    "malformed JSON": (b'{"rows": [{"sepal_length": 5.9,', "application/json", 400, "not valid JSON"),
-    "not UTF-8": (b"\xff\xfe\xff", "application/json", 400, "not UTF-8"),
-    "a number, not rows": (b"42", "application/json", 422, "a JSON number (42) is not rows"),
-    "a row that is not an object": (b"[[5.9, 3.0, 4.2, 1.5]]", "application/json", 422, "row 0 is [5.9, 3.0, 4.2, 1.5], not an object"),
+    "malformed JSON": (b'{"rows": [{"sepal_length": 5.9,', "application/json", 422, "the body is not valid JSON"),
+    "not UTF-8": (b"\xff\xfe\xff", "application/json", 400, "error parsing the body"),
+    "a number, not rows": (b"42", "application/json", 422, "the body 42 is not rows; send JSON"),
+    "a row that is not an object": (b"[[5.9, 3.0, 4.2, 1.5]]", "application/json", 422, "the body [[5.9, 3.0, 4.2, 1.5]] is not rows"),
     "no rows": (b'{"rows": []}', "application/json", 422, "the input is empty"),
-    "an upload": (*multipart([("flowers.csv", b"sepal_length\n5.9\n")]), 415, "takes table rows as JSON"),
+    "an upload": (*multipart([("flowers.csv", b"sepal_length\n5.9\n")]), 422, "is not rows; send JSON"),
 }
 
 
@@ -249,6 +249,8 @@ def test_an_oversized_content_length_is_refused_before_the_body_is_sent(servers)
 def test_wrong_path_and_method_answer_in_the_same_shape(servers):
     assert_refused(*call(servers["iris"], "GET", "/nowhere"), 404, "Not Found")
     assert_refused(*call(servers["iris"], "GET", "/predict"), 405, "Method Not Allowed")
+    status, schema = call(servers["iris"], "GET", "/openapi.json")  # FastAPI's schema of the request models (/docs)
+    assert status == 200 and "Rows" in schema["components"]["schemas"] and "post" in schema["paths"]["/predict"]
 
 
 def test_uploaded_images_get_the_answers_of_predict(servers, image_files):
@@ -264,9 +266,9 @@ def test_uploaded_images_get_the_answers_of_predict(servers, image_files):
 def test_bad_uploads_get_a_one_line_error_and_the_server_goes_on(servers, image_files, case):
     server = servers["image"]
     if case == "JSON body":
-        assert_refused(*post_json(server, FLOWERS), 415, "takes images as multipart/form-data files")
+        assert_refused(*post_json(server, FLOWERS), 422, "file: Field required; send images as multipart/form-data files")
     elif case == "no file":
-        assert_refused(*call(server, "POST", "/predict", *multipart([], {"note": "hello"})), 400, "holds no file")
+        assert_refused(*call(server, "POST", "/predict", *multipart([], {"note": "hello"})), 422, "file: Field required")
     else:
         content = b"" if case == "empty file" else b"sepal_length,sepal_width\n5.9,3.0\n"
         files = [(image_files[0].name, image_files[0].read_bytes()), ("notes.txt", content)]

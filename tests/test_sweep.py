@@ -40,9 +40,9 @@ def journal_study(folder: Path) -> optuna.Study:
 @pytest.mark.parametrize(("space", "options", "message"), [
     ({"parameters": {"model.init_args.optimizer.init_args.learning_rate": {"type": "float", "low": 0.01, "high": 0.1}}},
      [], "unknown key 'model.init_args.optimizer.init_args.learning_rate'; closest valid keys: " + LR),
-    ({"parameters": {LR: {"type": "float", "low": 0.1, "high": 0.01}}}, [], "needs numbers low < high (got low=0.1"),
-    ({"parameters": {LR: {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}, [], "log=true needs low > 0"),
-    ({"parameters": {HIDDEN: {"type": "categorical", "choices": []}}}, [], "categorical needs a non-empty 'choices'"),
+    ({"parameters": {LR: {"type": "float", "low": 0.1, "high": 0.01}}}, [], "`low <= high` must hold, but got (low=0.1"),
+    ({"parameters": {LR: {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}, [], "`low > 0` must hold for `log=True`"),
+    ({"parameters": {HIDDEN: {"type": "categorical", "choices": []}}}, [], "The `choices` must contain one or more elements"),
     ({**SPACE, "objective": {"metric": "val/r2"}}, [], "objective metric 'val/r2' is never logged"),
     (SPACE, ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage postgresql://nobody@127.0.0.1:1/none: cannot"),
     (SPACE, ["--storage", "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none"], "--storage postgresql+psycopg://nobody:***@127"),

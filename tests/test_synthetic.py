@@ -6,11 +6,14 @@ import json
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from datamodules import FunctionDataModule, PlaneDataModule
-from datamodules.synthetic import describe_polynomial, polynomial_target, quadrant_features
+from datamodules.synthetic import describe_polynomial, polynomial_target
+from lightning_models.nets import QuadrantOneHot
 from lightning_models.training.checkpoints import load_module
+from lightning_models.util import import_class
 from tests.conftest import CONFIGS, ROOT, build_from_config, run_train
 from tests.helpers import assert_cross_validation, event_tags, run_script
 
@@ -56,7 +59,7 @@ def test_plane_datamodule_matches_text004_points_and_labels():
     quadrants = PlaneDataModule("xor", features="quadrant")
     quadrants.setup()
     assert quadrants.splits["train"][0].shape == (200, 4)
-    assert quadrant_features(torch.tensor([[1.0, 1.0], [-1.0, 2.0], [-1.0, -1.0], [2.0, -3.0]])).argmax(1).tolist() == [0, 1, 2, 3]
+    assert QuadrantOneHot()(torch.tensor([[1.0, 1.0], [-1.0, 2.0], [-1.0, -1.0], [2.0, -3.0]])).argmax(1).tolist() == [0, 1, 2, 3]
     blobs = PlaneDataModule("blobs", points_per_class=500)
     blobs.setup()
     bx, by = blobs.splits["train"]
@@ -130,4 +133,24 @@ def test_plane_folds_divide_training_and_validation_points_and_leave_the_test_po
     quadrant = PlaneDataModule("xor", features="quadrant", standardize=True, fold=3)
     quadrant.setup()  # the plane points follow the fold too, and the statistics come from its training points
     assert torch.equal(quadrant.plane_points("val")[0], torch.tensor(fold_rows[3][1]))
-    torch.testing.assert_close(quadrant.mean, quadrant_features(torch.tensor(fold_rows[3][0])).mean(0))
+    torch.testing.assert_close(quadrant.mean, QuadrantOneHot()(torch.tensor(fold_rows[3][0])).mean(0))
+
+
+@pytest.mark.parametrize(("datamodule", "feature_map"), [
+    (FunctionDataModule("polynomial", val_size=20), {"class_path": "lightning_models.nets.Powers", "init_args": {"degree": 4}}),
+    (PlaneDataModule("xor", features="quadrant", standardize=True), {"class_path": "lightning_models.nets.QuadrantOneHot",
+                                                                     "init_args": {}}),
+    (PlaneDataModule("xor"), None)])
+def test_the_checkpoint_names_the_feature_map_that_turns_the_raw_columns_into_the_model_inputs(datamodule, feature_map):
+    """What prediction rebuilds from the checkpoint (``import_class(class_path)(**init_args)``, then the standardisation)
+    gives the training inputs bit for bit from the raw columns the predictions CSV shows."""
+    datamodule.setup()
+    spec = datamodule.state_dict()["prediction_inputs"]
+    assert spec["feature_map"] == feature_map and "transform" not in spec
+    names, rows = datamodule.input_columns("test")
+    assert names == spec["features"]  # the raw columns, not the features made from them
+    rebuilt = import_class(feature_map["class_path"])(**feature_map["init_args"]) if feature_map else torch.nn.Identity()
+    inputs = rebuilt(torch.tensor(rows))
+    if spec["mean"] is not None:
+        inputs = (inputs - torch.tensor(spec["mean"])) / torch.tensor(spec["std"])
+    assert torch.equal(inputs, datamodule.splits["test"][0])

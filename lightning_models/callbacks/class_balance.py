@@ -20,24 +20,14 @@ def class_labels(targets: Any, scores: Any = None) -> bool:
 
 
 class ClassBalance(pl.Callback):
-    """Counts the rows of each class a stage saw (``rows``: the first training epoch this fit runs, the last validation,
-    the last test; after ``run``'s fit those are the best checkpoint's) and the classes predicted on the validation and
-    test rows (``predicted``), as lists indexed by class. ``run`` adds it to every run; only classification batches
-    (``class_labels``) are counted, so a regression leaves it empty. Under DDP each rank counts its shard and the counts
-    are summed over ranks (a sampler's padding rows, if any, count too).
-    """
+    """Rows per class a stage saw (``rows``: the fit's first training epoch, the last validation and test) and classes
+    predicted on them (``predicted``), summed over ranks; only classification batches (``class_labels``). ``run`` adds it."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[int]] = {}
         self.predicted: dict[str, list[int]] = {}
         self.running: dict[str, torch.Tensor] = {}
         self.classes = 0
-
-    def count(self, key: str, labels: torch.Tensor) -> None:
-        # index_add_ into a tensor of fixed size on the batch's device: no host sync per batch (bincount would need one)
-        if key not in self.running:
-            self.running[key] = torch.zeros(self.classes, dtype=torch.long, device=labels.device)
-        self.running[key].index_add_(0, labels, torch.ones_like(labels, dtype=torch.long))
 
     def add(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, targets: Any, scores: Any = None) -> None:
         if not class_labels(targets, scores):
@@ -47,9 +37,11 @@ class ClassBalance(pl.Callback):
             self.classes = int(known or pl_module.hparams.get("num_outputs") or 0)
         if self.classes < 2:
             return
-        self.count(stage, targets)
-        if scores is not None:
-            self.count(f"predicted/{stage}", scores.argmax(dim=-1))
+        for key, labels in ((stage, targets), (f"predicted/{stage}", None if scores is None else scores.argmax(dim=-1))):
+            if labels is not None and key not in self.running:  # on the batch's device: no host sync per batch
+                self.running[key] = torch.zeros(self.classes, dtype=torch.long, device=labels.device)
+            if labels is not None:  # index_add_, not bincount, which would need a host sync
+                self.running[key].index_add_(0, labels, torch.ones_like(labels, dtype=torch.long))
 
     def finish(self, trainer: pl.Trainer, stage: str) -> None:
         for key, into in ((stage, self.rows), (f"predicted/{stage}", self.predicted)):
@@ -87,15 +79,14 @@ class ClassBalance(pl.Callback):
         if not trainer.sanity_checking:
             self.finish(trainer, "test" if trainer.testing else "val")
 
-    # The validation hooks serve the test stage too (trainer.testing tells them apart).
+    # The validation hooks serve the test stage too (trainer.testing tells them apart)
     on_test_epoch_start = on_validation_epoch_start
     on_test_batch_end = on_validation_batch_end
     on_test_epoch_end = on_validation_epoch_end
 
     def record(self, trainer: pl.Trainer) -> dict[str, Any] | None:
-        """What metrics.json and the summary show: the class names, the rows and predictions per split, the training
-        rows' majority class (the first of equals) and the majority-class baseline, the accuracy of always answering it,
-        on every split; None without training rows counted (not a classification)."""
+        """For metrics.json: names, rows and predictions per split, the training majority class (the first of equals)
+        and the accuracy of always answering it; None without training rows counted."""
         if "train" not in self.rows:
             return None
         names = class_names(trainer, self.classes)

@@ -12,34 +12,28 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from lightning_models.callbacks.panel import PredictionPanel, class_names, tensorboard_writer
 
 
-def image_grid(images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:
-    """A matplotlib grid of (N, 1, H, W) grey or (N, 3, H, W) colour images in [0, 1], each with its title."""
+def image_grid(trainer: pl.Trainer, images: torch.Tensor, titles: list[str], columns: int = 8) -> Figure:
+    """A grid of (N, 1 or 3, H, W) images, the datamodule's normalisation (``denormalize``) undone, each titled."""
+    denormalize = getattr(trainer.datamodule, "denormalize", None)
+    images = denormalize(images) if denormalize is not None else images
     rows = max(1, -(-len(images) // columns))
     figure = Figure(figsize=(columns * 1.6, rows * 1.8))
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
+    for index, axis in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
         axis.axis("off")
         if index < len(images):
             image = images[index].clamp(0, 1)
             if image.shape[0] == 1:
                 axis.imshow(image.squeeze(0), cmap="gray", vmin=0, vmax=1)
-            else:  # colour: channels last for matplotlib
-                axis.imshow(image.permute(1, 2, 0))
+            else:
+                axis.imshow(image.permute(1, 2, 0))  # matplotlib wants channels last
             axis.set_title(titles[index], fontsize=7)
     figure.tight_layout()
     return figure
 
 
-def pixels(trainer: pl.Trainer, images: torch.Tensor) -> torch.Tensor:
-    """Undo the datamodule's normalisation, if it has one, for drawing."""
-    denormalize = getattr(trainer.datamodule, "denormalize", None)
-    return denormalize(images) if denormalize is not None else images
-
-
 class MisclassifiedImagesPanel(PredictionPanel):
-    """A grid of the first ``max_images`` misclassified images of the stage, in dataset order,
-    each titled ``"<true>, pred=<predicted>"`` with the class names; the same checkpoint always
-    gives the same images. ``captions`` holds the titles of the last grid drawn."""
+    """The first ``max_images`` misclassified images of the stage in dataset order, titled ``"<true>, pred=<predicted>"``
+    (``captions``: the titles of the last grid)."""
 
     tag = "misclassified"
 
@@ -54,15 +48,15 @@ class MisclassifiedImagesPanel(PredictionPanel):
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         targets = rows["targets"]
-        classes = module.hparams.get("num_outputs") or (int(targets.max()) + 1 if len(targets) else 1)  # none wrong: empty grid
+        classes = module.hparams.get("num_outputs") or (int(targets.max()) + 1 if len(targets) else 1)  # none wrong: empty
         names = class_names(trainer, classes)
         shown = zip(targets[: self.max_rows].tolist(), rows["predicted"][: self.max_rows].tolist())
         self.captions = [f"{names[target]}, pred={names[predicted]}" for target, predicted in shown]
-        return image_grid(pixels(trainer, rows["images"][: self.max_rows]), self.captions)
+        return image_grid(trainer, rows["images"][: self.max_rows], self.captions)
 
 
 class PerClassAccuracyPanel(PredictionPanel):
-    """Accuracy of each class as a bar chart, the class names on the axis."""
+    """Each class's accuracy as a bar, the class names on the axis."""
 
     tag = "per_class_accuracy"
 
@@ -80,22 +74,21 @@ class PerClassAccuracyPanel(PredictionPanel):
 
 
 class SampleImagesPanel(pl.Callback):
-    """A grid of the first ``count`` validation images titled with their class, logged once at fit start."""
+    """The first ``count`` validation images titled with their class, logged once at fit start."""
 
     def __init__(self, count: int = 32) -> None:
         self.count = count
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None:
+        if (writer := tensorboard_writer(trainer)) is None:
             return
         images, labels = [], []
         for batch_images, batch_labels in trainer.datamodule.val_dataloader():
             images.append(batch_images.cpu())
             labels.append(batch_labels.cpu())
-            if sum(len(part) for part in labels) >= self.count:
+            if sum(map(len, labels)) >= self.count:
                 break
         images, labels = torch.cat(images)[: self.count], torch.cat(labels)[: self.count]
         names = class_names(trainer, int(getattr(trainer.datamodule, "num_outputs", labels.max() + 1)))
-        figure = image_grid(pixels(trainer, images), [names[label] for label in labels.tolist()])
-        writer.add_figure("data/sample_images", figure, global_step=0, close=True)
+        writer.add_figure("data/sample_images", image_grid(trainer, images, [names[label] for label in labels.tolist()]),
+                          global_step=0, close=True)

@@ -1,5 +1,5 @@
-"""Panels for 1-D and 2-D synthetic experiments: fitted curve, decision surface, polynomial,
-the (W, b) path over the loss surface, log-scale loss curves, and a scikit-learn baseline."""
+"""Panels for 1-D and 2-D synthetic experiments: fitted curve, decision surface, polynomial, the (W, b) path over the
+loss surface, log-scale loss curves, and a scikit-learn baseline."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from sklearn.linear_model import LogisticRegression
 
 from datamodules.synthetic import describe_polynomial
 from lightning_models.callbacks.panel import PredictionPanel, tensorboard_writer
+from lightning_models.classification import probabilities
 
 
 class FunctionFitPanel(PredictionPanel):
-    """The fitted curve over the true function on ``points`` evenly spaced points of [low, high].
-
-    Needs a datamodule with ``points(x) -> (inputs, targets)`` (``FunctionDataModule``). At test
-    end it also prints the prediction at ``probe`` beside the true value (text 001: x = 0.2).
-    """
+    """The fitted curve over the true function on ``points`` evenly spaced x in [low, high] (a datamodule with
+    ``points(x) -> (inputs, targets)``); at test end it prints the prediction at ``probe`` (text 001: x = 0.2)."""
 
     tag = "fitted_curve"
 
@@ -51,11 +49,8 @@ class FunctionFitPanel(PredictionPanel):
 
 
 class DecisionSurfacePanel(PredictionPanel):
-    """Predicted probability of class 1 over the plane, with the stage's points on top.
-
-    Needs a two-class module and a datamodule with ``to_features(points)``, ``standardize_inputs(inputs)`` and
-    ``plane_points(split)`` (``PlaneDataModule``).
-    """
+    """P(class 1) of a two-class module over the plane, the stage's points on top (a datamodule with
+    ``to_features``, ``standardize_inputs`` and ``plane_points(split)``: ``PlaneDataModule``)."""
 
     tag = "decision_surface"
 
@@ -65,10 +60,10 @@ class DecisionSurfacePanel(PredictionPanel):
 
     @staticmethod
     def probability(module: pl.LightningModule, datamodule: pl.LightningDataModule, points: torch.Tensor) -> torch.Tensor:
-        """P(class 1) at plane points (N, 2): softmax of the scores, or the scores of a ``mse_onehot`` model."""
+        """P(class 1) at plane points (N, 2)."""
         with torch.no_grad():
             scores = module(datamodule.standardize_inputs(datamodule.to_features(points)).to(module.device)).float().cpu()
-        return torch.softmax(scores, dim=1)[:, 1] if module.hparams.get("loss") != "mse_onehot" else scores[:, 1]
+        return probabilities(scores, module.hparams)[:, 1]
 
     def draw(self, trainer: pl.Trainer, module: pl.LightningModule, rows: dict[str, torch.Tensor]) -> Figure:
         datamodule = trainer.datamodule
@@ -97,8 +92,8 @@ def linear_coefficients(module: pl.LightningModule) -> tuple[torch.Tensor, torch
 
 
 class PolynomialPanel(pl.Callback):
-    """Prints the learned polynomial beside the target (console and a TensorBoard text panel) and
-    logs ``test/coefficient_error``, the largest |learned - target| over the weights and the bias."""
+    """The learned polynomial beside the target (console and TensorBoard text) and ``test/coefficient_error``, the
+    largest |learned - target| over the weights and the bias."""
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         learned, data = torch.cat(linear_coefficients(pl_module)), trainer.datamodule
@@ -106,49 +101,43 @@ class PolynomialPanel(pl.Callback):
         pl_module.log("test/coefficient_error", float((learned - target).abs().max()))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        learned = describe_polynomial(*linear_coefficients(pl_module))
-        text = f"learned: {learned}\ntarget:  {trainer.datamodule.describe_target()}"
+        text = f"learned: {describe_polynomial(*linear_coefficients(pl_module))}\ntarget:  {trainer.datamodule.describe_target()}"
         rank_zero_info(text)
-        writer = tensorboard_writer(trainer)
-        if writer is not None:
+        if (writer := tensorboard_writer(trainer)) is not None:
             writer.add_text("polynomial", text.replace("\n", "  \n"), global_step=trainer.global_step)
 
     on_test_end = on_fit_end
 
 
 class ParameterPathPanel(pl.Callback):
-    """The path of (W, b) of a 1-input linear model over the contour map of its validation loss."""
+    """The path of (W, b) of a 1-input linear model over the contours of its validation loss."""
 
     def __init__(self, margin: float = 0.5) -> None:
         self.margin = margin
         self.path: list[tuple[float, float]] = []
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.path = [self.point(pl_module)]
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object,
-                           batch_idx: int) -> None:
-        self.path.append(self.point(pl_module))  # tiny model: two scalars per step
 
     @staticmethod
     def point(pl_module: pl.LightningModule) -> tuple[float, float]:
         weight, bias = linear_coefficients(pl_module)
         return float(weight[0]), float(bias[0])
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.path = [self.point(pl_module)]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        self.path.append(self.point(pl_module))
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None or len(self.path) < 2:
+        if (writer := tensorboard_writer(trainer)) is None or len(self.path) < 2:
             return
         inputs, targets = (t.cpu().flatten() for t in trainer.datamodule.splits["val"])
         path = torch.tensor(self.path)
         low, high = path.min(0).values - self.margin, path.max(0).values + self.margin
         weights, biases = torch.meshgrid(torch.linspace(low[0], high[0], 80), torch.linspace(low[1], high[1], 80), indexing="xy")
-        predictions = weights.unsqueeze(-1) * inputs + biases.unsqueeze(-1)
-        loss = ((predictions - targets) ** 2).mean(-1)
+        loss = ((weights.unsqueeze(-1) * inputs + biases.unsqueeze(-1) - targets) ** 2).mean(-1)
         figure = Figure(figsize=(5.5, 4.5))
         axes = figure.subplots()
-        contour = axes.contour(weights, biases, loss.log10(), levels=20, cmap="viridis")
-        figure.colorbar(contour, ax=axes, label="log10 MSE")
+        figure.colorbar(axes.contour(weights, biases, loss.log10(), levels=20, cmap="viridis"), ax=axes, label="log10 MSE")
         axes.plot(path[:, 0], path[:, 1], color="tab:red", marker=".", markersize=2, label="SGD path")
         axes.set(xlabel="W", ylabel="b", title=f"{len(path) - 1} updates")
         axes.legend()
@@ -156,13 +145,13 @@ class ParameterPathPanel(pl.Callback):
 
 
 class LossCurvePanel(pl.Callback):
-    """Train (and validation) loss per epoch on a log scale, drawn at the end of fit."""
+    """Train and validation loss per epoch on a log scale, drawn at the end of fit."""
 
     def __init__(self) -> None:
         self.history: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The epoch before's losses: the module logs them after the callbacks' epoch-end hooks.
+        # The epoch before's losses: the module logs them after the callbacks' epoch-end hooks
         for key, values in self.history.items():
             if key in trainer.callback_metrics and (not values or values[-1][0] != trainer.global_step):
                 values.append((trainer.global_step, float(trainer.callback_metrics[key])))
@@ -170,14 +159,12 @@ class LossCurvePanel(pl.Callback):
     on_train_end = on_train_epoch_start  # the last epoch's losses
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        writer = tensorboard_writer(trainer)
-        if writer is None or not self.history["train/loss"]:
+        if (writer := tensorboard_writer(trainer)) is None or not self.history["train/loss"]:
             return
         figure = Figure(figsize=(6, 4))
         axes = figure.subplots()
         for key, values in self.history.items():
-            finite = [(step, value) for step, value in values if value > 0 and math.isfinite(value)]
-            if finite:
+            if finite := [(step, value) for step, value in values if value > 0 and math.isfinite(value)]:
                 axes.plot(*zip(*finite), label=key)
         axes.set(yscale="log", xlabel="optimizer update", ylabel="loss")
         axes.legend()
@@ -186,12 +173,8 @@ class LossCurvePanel(pl.Callback):
 
 
 class SklearnBaseline(pl.Callback):
-    """Fits scikit-learn's LogisticRegression (lbfgs, L2) on the same training rows and logs its
-    test accuracy as ``test/sklearn_acc`` beside the network's ``test/acc``."""
+    """scikit-learn's LogisticRegression (lbfgs, L2) on the same training rows: ``test/sklearn_acc``."""
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        splits = trainer.datamodule.splits
-        train_x, train_y = (t.cpu().numpy() for t in splits["train"])
-        test_x, test_y = (t.cpu().numpy() for t in splits["test"])
-        baseline = LogisticRegression(solver="lbfgs").fit(train_x, train_y)
-        pl_module.log("test/sklearn_acc", float(baseline.score(test_x, test_y)))
+        (train_x, train_y), (test_x, test_y) = ((t.cpu().numpy() for t in trainer.datamodule.splits[s]) for s in ("train", "test"))
+        pl_module.log("test/sklearn_acc", float(LogisticRegression(solver="lbfgs").fit(train_x, train_y).score(test_x, test_y)))

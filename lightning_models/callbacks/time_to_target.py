@@ -12,21 +12,10 @@ from lightning_models.checks import ConfigError, check_positive
 
 
 class TimeToTarget(pl.Callback):
-    """Logs ``val/seconds_to_target`` after every validation: the seconds from the start of training to the first
-    validation where ``monitor`` reached ``target`` (validations included, as a user waits for them); until then, and
-    for a run that never gets there, the seconds so far plus a penalty that grows with the distance still to go,
-    ``seconds * (1 + penalty * |target - best value so far|)``, so that a short run far from the target does not beat a
-    longer one that nearly got there. A pruner comparing trials epoch by epoch reads the value one validation late (it
-    is logged at the training epoch's end). The validation of the best checkpoint after fit logs the fit's final value,
-    so it reaches metrics.json. ``stop``: end the fit once the target is reached.
-
-    Args:
-        monitor: a validation metric, e.g. ``val/acc``.
-        target: the value to reach.
-        mode: ``max`` (reached when ``monitor >= target``) or ``min`` (``<=``).
-        penalty: the factor on the distance to the target (in the metric's units) while it is not reached.
-        stop: stop training at the first validation that reaches the target.
-    """
+    """Logs ``val/seconds_to_target``: the training seconds (validations included) until the first validation where
+    ``monitor`` reached ``target`` (``mode`` max: ``>=``, min: ``<=``); short of it, the seconds so far times
+    ``1 + penalty * |target - best value so far|``. Logged at the training epoch's end (a pruner reads it one validation
+    late) and by the best checkpoint's validation after fit (metrics.json). ``stop``: end the fit once reached."""
 
     def __init__(self, monitor: str = "val/acc", target: float = 0.93, mode: str = "max", penalty: float = 100.0,
                  stop: bool = False) -> None:
@@ -35,7 +24,7 @@ class TimeToTarget(pl.Callback):
         check_positive("penalty", penalty)
         self.monitor, self.target, self.mode, self.penalty, self.stop = monitor, target, mode, penalty, stop
         self.started: float | None = None
-        self.reached: dict[str, float] | None = None  # {"seconds", "epoch"} at the first validation that reached it
+        self.reached: float | None = None  # the seconds at the first validation that reached the target
         self.value: float | None = None
         self.best: float | None = None  # the monitor's best value so far
 
@@ -43,7 +32,7 @@ class TimeToTarget(pl.Callback):
         self.started, self.reached, self.value, self.best = time.perf_counter(), None, None, None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Here, not at the validation epoch's end: callbacks run before the module there, so its metrics are not in yet.
+        # Here, not at the validation epoch's end: callbacks run before the module there, so its metrics are not in yet
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.started is None:
             return
         seconds = time.perf_counter() - self.started
@@ -52,15 +41,13 @@ class TimeToTarget(pl.Callback):
             better = max if self.mode == "max" else min
             self.best = value if self.best is None else better(self.best, value)
             if better(value, self.target) == value:
-                self.reached = {"seconds": seconds, "epoch": trainer.current_epoch + 1}
+                self.reached = seconds
                 trainer.should_stop = trainer.should_stop or self.stop
-        if self.reached:
-            self.value = self.reached["seconds"]
-        else:
-            self.value = seconds * (1 + self.penalty * (abs(self.target - self.best) if self.best is not None else 1.0))
+        distance = abs(self.target - self.best) if self.best is not None else 1.0
+        self.value = self.reached if self.reached is not None else seconds * (1 + self.penalty * distance)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.value is not None:  # logged here, the first hook after the validation that may log
+        if self.value is not None:  # the first hook after the validation that may log
             pl_module.log("val/seconds_to_target", self.value)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,2 +1,2 @@
-"""The run: the Trainer and its command line, run folders and their records, checkpoints read safely, short errors,
-``run()``/``build()``, the experiments registry. Imports the core (the package's top-level modules) and callbacks only."""
+"""The run: the CLI, ``run()``/``build()``, run folders, safe checkpoints, short errors, the registry; imports the core
+and callbacks only."""

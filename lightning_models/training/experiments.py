@@ -1,11 +1,4 @@
-"""The experiment registry, ``configs/experiments.yaml``: one entry per experiment (its header explains the fields).
-
-    from lightning_models.training.experiments import EXPERIMENTS, load_registry
-    wine = load_registry("my_experiments.yaml")[0]
-    wine.config("default"), wine.data_overrides()
-
-The lab (``lab/reproduce.py``), the tests' parametrisation and the README's tables all read it.
-"""
+"""The experiment registry, ``configs/experiments.yaml`` (its header explains the fields): ``load_registry(path)``."""
 
 from __future__ import annotations
 
@@ -24,17 +17,7 @@ CHECK_KINDS = ("floor", "ceiling", "near")
 
 @dataclass(frozen=True)
 class Experiment:
-    """One registry entry. Paths are absolute: the registry's relative paths are resolved against its folder.
-
-    Args:
-        name, what, group: the entry's key, what it does, and the group ``--only`` selects it by (any word).
-        default_keys, source_keys: the metric keys shown for the default config and the source recipe.
-        default_config, source_config: the configs; ``source_config`` is None without a source recipe.
-        data_files: datamodule arguments that name files, as absolute paths (``data_overrides`` passes them).
-        needs_data_dir: the datamodule's ``data_dir`` comes from the lab's ``--data-dir`` (skipped without it).
-        seeds: the seeds of a full reproduction (``"0-4"``, ``"0,2"``).
-        The other fields are optional text and checks (see the registry's header).
-    """
+    """One registry entry, its paths absolute (relative ones are the registry's folder's)."""
 
     name: str
     what: str
@@ -59,23 +42,18 @@ class Experiment:
 
     def config(self, recipe: str) -> Path:
         """``recipe``: ``default`` or ``source``."""
-        if recipe == "source":
-            if self.source_config is None:
-                raise ConfigError(f"experiment {self.name!r} has no source recipe (no source_keys in the registry).")
-            return self.source_config
-        return self.default_config
+        if recipe == "source" and self.source_config is None:
+            raise ConfigError(f"experiment {self.name!r} has no source recipe (no source_keys in the registry).")
+        return self.source_config if recipe == "source" else self.default_config
 
     def data_overrides(self, data_dir: str | Path | None = None) -> list[str]:
-        """Command-line options that point the datamodule at the experiment's files, from any working folder."""
-        options = [f"--data.init_args.{argument}={path}" for argument, path in self.data_files.items()]
-        if self.needs_data_dir and data_dir is not None:
-            options.append(f"--data.init_args.data_dir={data_dir}")
-        return options
+        """Options that point the datamodule at the experiment's files, from any working folder."""
+        return [f"--data.init_args.{argument}={path}" for argument, path in self.data_files.items()] + (
+            [f"--data.init_args.data_dir={data_dir}"] if self.needs_data_dir and data_dir is not None else [])
 
     def record(self) -> dict[str, Any]:
-        """The entry as plain JSON values (paths as text), as a report stores it."""
-        return {item.name: str(value) if isinstance(value := getattr(self, item.name), Path) else value
-                for item in fields(self)}
+        """The entry as JSON values (paths as text)."""
+        return {item.name: str(value) if isinstance(value := getattr(self, item.name), Path) else value for item in fields(self)}
 
 
 ENTRY_FIELDS = {item.name for item in fields(Experiment)} - {"name", "default_config"} | {"config"}
@@ -90,11 +68,10 @@ def load_registry(path: str | Path = REGISTRY) -> list[Experiment]:
         raise ConfigError(f"experiment registry {path}: {error.strerror}") from None
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"experiment registry {path}: expected a mapping of experiment names to entries")
-    return [experiment(name, entry, path.parent, path) for name, entry in entries.items()]
+    return [experiment(name, entry, path.parent, f"{path}: experiment {name!r}") for name, entry in entries.items()]
 
 
-def experiment(name: str, entry: Any, folder: Path, registry: Path) -> Experiment:
-    where = f"{registry}: experiment {name!r}"
+def experiment(name: str, entry: Any, folder: Path, where: str) -> Experiment:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping of fields, got {entry!r}")
     if unknown := sorted(set(entry) - ENTRY_FIELDS):
@@ -132,8 +109,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def __getattr__(name: str) -> Any:
-    """``EXPERIMENTS``, the registry read on first use: importing this module reads no file (PEP 562)."""
-    if name == "EXPERIMENTS":
-        globals()["EXPERIMENTS"] = load_registry()
-        return globals()["EXPERIMENTS"]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """``EXPERIMENTS``, the registry read on first use (importing this module reads no file)."""
+    if name != "EXPERIMENTS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = load_registry()
+    return globals()[name]

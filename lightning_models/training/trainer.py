@@ -1,5 +1,4 @@
-"""Lightning's Trainer, with ``precision: auto`` (the fastest precision known to be right on the machine at hand) and
-``float32_matmul_precision`` (torch's TF32 lever for 32-bit matmuls on GPUs with tensor cores)."""
+"""Lightning's Trainer with ``precision: auto`` and ``float32_matmul_precision``."""
 
 import inspect
 from typing import Any, Literal
@@ -10,21 +9,12 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from lightning_models.machine import auto_precision, cpu_has_native_bf16
 
-# Lightning's own accepted values, read from its signature, plus "auto" (jsonargparse checks a config against it).
-LIGHTNING_PRECISION = inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation
-Precision = Literal["auto"] | LIGHTNING_PRECISION
+# Lightning's own values plus "auto", which jsonargparse checks a config against
+Precision = Literal["auto"] | inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation
 
 
 class Trainer(pl.Trainer):
-    """``pytorch_lightning.Trainer``; ``precision="auto"`` becomes a native precision (``machine.auto_precision``:
-    ``bf16-mixed`` on CUDA compute capability 8.0+ and on CPUs with AVX512-BF16 or AMX, ``16-mixed`` on CUDA 7.x,
-    ``32-true`` elsewhere). The CLI resolves it before building, so the run's ``config.yaml`` holds the value used.
-    Asked for bf16 on a CPU that emulates it, it warns.
-
-    ``float32_matmul_precision``: ``highest`` (torch's default), ``high`` or ``medium``, set with
-    ``torch.set_float32_matmul_precision`` (for the whole process) before the Trainer is built; ``None`` leaves it as
-    it is. ``high`` lets 32-bit matmuls use TF32 tensor cores on Ampere and newer GPUs; ``metrics.json`` records it.
-    """
+    """``precision="auto"``: ``machine.auto_precision``; ``float32_matmul_precision``: set for the process (high: TF32)."""
 
     def __init__(self, *, precision: Precision = None,
                  float32_matmul_precision: Literal["highest", "high", "medium"] | None = None, **kwargs: Any) -> None:

@@ -1,23 +1,8 @@
-"""Is B better than A? Runs of two (or more) configurations side by side, with a verdict per metric (docs/compare.md).
-
-    from lightning_models import compare
-    result = compare("lightning_logs/iris_mlp_classifier/crossval", "lightning_logs/iris_mlp_classifier/crossval_lr")
-    result = compare(["configs/iris_mlp_classifier.yaml", "--model.init_args.optimizer.init_args.lr=0.03"],
-                     "configs/iris_mlp_classifier.yaml", seeds=[0, 1, 2, 3, 4])   # run both now
-    print(result.markdown()); result.rows[0].verdict
-
-A side is a run folder (holding ``metrics.json`` and ``config.yaml``), a folder of runs (every ``metrics.json``
-under it: a sweep, a cross-validation, ``lightning_logs/<experiment>``), or a config with options, run now once per
-seed (``lightning_models.workflows.seeds``). Every side after the first is compared with the first: the config keys that differ,
-then per metric each side's mean ± sample std (n) and the difference with a 95% interval from scipy: paired by
-(seed, fold) when both sides hold the same ones (``ttest_rel``), else Welch's t-test (``ttest_ind(equal_var=False)``).
-What the verdict may say (better, worse, fit, not comparable where the rows differ): ``compare_verdict``.
-"""
+"""Is B better than A? Two or more sides (run folders, folders of runs, configs run now per seed), a verdict per
+metric against the first (docs/compare.md): paired t by (seed, fold) when both sides hold the same keys, else Welch."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import statistics
@@ -32,15 +17,15 @@ from scipy import stats
 from lightning_models.checks import ConfigError
 from lightning_models.training.run import build, run
 from lightning_models.training.run_folders import LOG_ROOT, named_run_options
-from lightning_models.workflows.compare_verdict import direction, judge
+from lightning_models.util import mean_spread
+from lightning_models.workflows.compare_report import csv_text, direction, judge, markdown, plot_curves, plot_metrics
 from lightning_models.workflows.seeds import seed_options
 
-# Keys that name where a run logs or how it prints, not what it trains: never a difference between configurations.
-# The fold is no difference either: the rows it validates on are (compare_verdict.rows_differ).
+# Where a run logs or how it prints is no difference between configurations; nor is the fold (its rows are: rows_differ).
 NOT_THE_CONFIG = ("trainer.logger", "log_hparams", "ckpt_path", "trainer.enable_progress_bar", "trainer.enable_model_summary",
                   "progress_bar", "data.init_args.fold")
-CONFIDENCE = 0.95
 ACCEPTED = "a run folder (it holds metrics.json), a folder of runs, a cross-validation folder, or a config .yaml to train"
+
 
 
 class CompareError(ConfigError):
@@ -49,18 +34,14 @@ class CompareError(ConfigError):
 
 @dataclass
 class Run:
-    """One run folder's metrics (``stage/name`` -> value), its config as dotted keys, and its pairing key (seed, fold)."""
-
     folder: Path
-    metrics: dict[str, float]
-    config: dict[str, Any]
-    key: tuple[Any, Any]
+    metrics: dict[str, float]  # stage/name -> value
+    config: dict[str, Any]  # dotted keys
+    key: tuple[Any, Any]  # (seed, fold): what pairs runs
 
 
 @dataclass
 class Side:
-    """One side of a comparison: its label (A, B, ...), what it was given as, and its runs."""
-
     label: str
     source: str
     runs: list[Run]
@@ -71,8 +52,7 @@ class Side:
 
 @dataclass
 class MetricRow:
-    """One metric of side ``label`` against side ``baseline``: means, sample stds and counts, ``label - baseline``
-    with its 95% interval and p-value, the test that gave them, and the verdict."""
+    """``metric`` of side ``label`` against ``baseline``: means, stds, counts, ``label - baseline`` [low, high], p, verdict."""
 
     metric: str
     direction: str  # "higher", "lower" or "" (unknown: no better or worse)
@@ -98,19 +78,13 @@ class Comparison:
     rows: list[MetricRow] = field(default_factory=list)
 
     def markdown(self) -> str:
-        from lightning_models.workflows.compare_report import markdown
-
         return markdown(self)
 
     def csv(self) -> str:
-        from lightning_models.workflows.compare_report import csv_text
-
         return csv_text(self)
 
     def write(self, folder: str | Path) -> list[Path]:
-        """compare.md, compare.csv, compare.png (and curves.png when the runs logged validation curves) into ``folder``."""
-        from lightning_models.workflows.compare_report import plot_curves, plot_metrics
-
+        """compare.md, compare.csv, compare.png and (when the runs logged val/ curves) curves.png into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "compare.md").write_text(self.markdown())
@@ -120,7 +94,7 @@ class Comparison:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"model.init_args.optimizer.init_args.lr": 0.003, "trainer.callbacks.0.class_path": ...}``."""
+    """A nested config as dotted keys: ``{"model.init_args.optimizer.init_args.lr": 0.003, ...}``."""
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
     if items is None or not value:
         return {prefix: value}
@@ -136,7 +110,7 @@ def load_run(folder: Path) -> Run:
 
 
 def load_runs(path: str | Path, label: str = "") -> list[Run]:
-    """The run at ``path`` (it holds ``metrics.json``), or every run under it; ``label`` names the side in a refusal."""
+    """The run at ``path`` (it holds ``metrics.json``), or every run under it."""
     path, side = Path(path), f"side {label}: " if label else ""
     if path.is_file():
         given = f"give its folder, {path.parent}" if path.name == "metrics.json" else f"a side is {ACCEPTED}"
@@ -149,15 +123,10 @@ def load_runs(path: str | Path, label: str = "") -> list[Run]:
     return [load_run(folder) for folder in folders]
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (n - 1; nan for one value): the one spread of every summary."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
-
-
 def paired(a: Side, b: Side, metric: str) -> tuple[list[float], list[float]] | None:
-    """Both sides' values in the order of their shared (seed, fold) keys, when both hold the same keys once each."""
+    """Both sides' values in the order of their (seed, fold) keys, when both hold the same keys once each."""
     keyed = [{run.key: run.metrics[metric] for run in side.runs if metric in run.metrics} for side in (a, b)]
-    counts = [sum(metric in run.metrics for run in side.runs) for side in (a, b)]
+    counts = [len(side.values(metric)) for side in (a, b)]
     if keyed[0].keys() != keyed[1].keys() or counts != [len(keyed[0])] * 2 or len(keyed[0]) < 2:
         return None
     order = sorted(keyed[0], key=str)
@@ -165,7 +134,7 @@ def paired(a: Side, b: Side, metric: str) -> tuple[list[float], list[float]] | N
 
 
 def difference(a: Side, b: Side, metric: str) -> tuple[float, float, float, float, str]:
-    """``(b - a, low, high, p)`` at 95% and the test's name: paired t when the keys pair, else Welch."""
+    """``(b - a, low, high, p)`` at 95% and the test's name."""
     pairs = paired(a, b, metric)
     with warnings.catch_warnings():  # identical values: scipy warns, and its nan or zero-width interval says it
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -178,7 +147,7 @@ def difference(a: Side, b: Side, metric: str) -> tuple[float, float, float, floa
             if min(len(x), len(y)) < 2:
                 return diff, math.nan, math.nan, math.nan, test
             result = stats.ttest_ind(y, x, equal_var=False)
-        interval = result.confidence_interval(CONFIDENCE)
+        interval = result.confidence_interval(0.95)
     low, high = float(interval.low), float(interval.high)
     if math.isnan(low) and pairs is None and statistics.pstdev(a.values(metric)) == statistics.pstdev(b.values(metric)) == 0:
         low = high = diff  # no spread on either side: the difference is exact
@@ -186,8 +155,7 @@ def difference(a: Side, b: Side, metric: str) -> tuple[float, float, float, floa
 
 
 def compare_sides(sides: list[Side]) -> Comparison:
-    """The comparison of already loaded sides: each side after the first against the first; a metric that one of the
-    two lacks is a row "only in <side>" with no numbers for the other."""
+    """Each side after the first against the first; a metric one of the two lacks is a row "only in <side>"."""
     base = sides[0]
     metrics = list(dict.fromkeys(metric for side in sides for run in side.runs for metric in run.metrics))
     rows = []
@@ -197,23 +165,21 @@ def compare_sides(sides: list[Side]) -> Comparison:
             x, y = base.values(metric), other.values(metric)
             if not x and not y:
                 continue
-            (mean_a, std_a), (mean_b, std_b) = (mean_std(values) if values else (math.nan, math.nan) for values in (x, y))
-            if not x or not y:
-                rows.append(MetricRow(metric, direction(metric), base.label, other.label, (mean_a, mean_b), (std_a, std_b),
-                                      (len(x), len(y)), math.nan, math.nan, math.nan, math.nan, "",
-                                      f"only in {(base if x else other).label}"))
-                continue
-            diff, low, high, p, test = difference(base, other, metric)
-            said = judge(metric, base, other, differing, (diff, low, high), min(len(x), len(y)))
+            (mean_a, std_a), (mean_b, std_b) = (mean_spread(values) if values else (math.nan, math.nan) for values in (x, y))
+            if x and y:
+                diff, low, high, p, test = difference(base, other, metric)
+                said = judge(metric, base, other, differing, diff, low, high, min(len(x), len(y)))
+            else:
+                diff = low = high = p = math.nan
+                test, said = "", f"only in {(base if x else other).label}"
             rows.append(MetricRow(metric, direction(metric), base.label, other.label, (mean_a, mean_b), (std_a, std_b),
                                   (len(x), len(y)), diff, low, high, p, test, said))
     return Comparison(sides, differing_keys(sides), rows)
 
 
 def differing_keys(sides: list[Side]) -> dict[str, list[str]]:
-    """Config keys whose values differ between sides (each side's values over its runs, joined when several)."""
-    keys = dict.fromkeys(key for side in sides for run in side.runs for key in run.config
-                         if not key.startswith(NOT_THE_CONFIG))
+    """Config keys whose values differ between sides (a side's values over its runs joined)."""
+    keys = dict.fromkeys(key for side in sides for run in side.runs for key in run.config if not key.startswith(NOT_THE_CONFIG))
     shown = {}
     for key in keys:
         per_side = [sorted({json.dumps(run.config.get(key, "(unset)")) for run in side.runs}) for side in sides]
@@ -222,14 +188,9 @@ def differing_keys(sides: list[Side]) -> dict[str, list[str]]:
     return shown
 
 
-def run_side(label: str, spec: list[str], seeds: list[int], options: list[str], name: str, vary_split: bool) -> Side:
-    """Run ``spec`` (a config and its options) once per seed into ``lightning_logs/<experiment>/<name>/<label>/seed_<n>``;
-    a seed whose ``metrics.json`` is there already is read, not run again (same settings only)."""
-    config = Path(spec[0])
-    if not config.is_file():
-        raise CompareError(f"side {label}: {config}: no such config file")
-    experiment = (yaml.safe_load(config.read_text()) or {}).get("experiment_name") or config.stem
-    folder = Path(LOG_ROOT, experiment, name, label)
+def run_side(label: str, spec: list[str], config: Any, seeds: list[int], options: list[str], name: str, vary_split: bool) -> Side:
+    """``spec`` run once per seed into ``lightning_logs/<experiment>/<name>/<label>/seed_<n>``; finished seeds are read."""
+    folder = Path(LOG_ROOT, config.experiment_name, name, label)
     settings = {"side": [str(part) for part in spec], "options": options, "seeds": seeds, "vary_split": vary_split}
     saved = yaml.safe_load((folder / "side.yaml").read_text()) if (folder / "side.yaml").is_file() else None
     if saved is not None and {k: v for k, v in saved.items() if k != "seeds"} != {k: v for k, v in settings.items() if k != "seeds"}:
@@ -240,42 +201,40 @@ def run_side(label: str, spec: list[str], seeds: list[int], options: list[str], 
     for seed in seeds:
         target = folder / f"seed_{seed}"
         if not (target / "metrics.json").is_file():
-            arguments = [*spec, *options, *seed_options(seed, config, vary_split),
-                         *named_run_options(target, {"side": label, "seed": seed})]
-            with contextlib.redirect_stdout(io.StringIO()):  # run()'s summary per run: the line below says it
-                run(*arguments)
+            run(*spec, *options, *seed_options(seed, config, vary_split), *named_run_options(target, {"side": label, "seed": seed}))
         runs.append(load_run(target))
-        print(f"side {label}, seed {seed}: " + ", ".join(f"{k}={v:.4g}" for k, v in runs[-1].metrics.items()
-                                                          if k.startswith("test/")), flush=True)
+        tests = ", ".join(f"{k}={v:.4g}" for k, v in runs[-1].metrics.items() if k.startswith("test/"))
+        print(f"side {label}, seed {seed}: {tests}", flush=True)
     return Side(label, " ".join(spec), runs)
 
 
 def compare(*sides: str | Path | list[str], seeds: list[int] | None = None, options: list[str] | tuple[str, ...] = (),
             name: str = "compare", vary_split: bool = False) -> Comparison:
-    """Compare two or more sides (see the module's docstring); a side given as a config (a ``.yaml`` path, or a list of
-    the config and its options) runs now over ``seeds`` (default 0-4) with ``options`` for every such side."""
+    """Compare two or more sides; a config side (a ``.yaml``, or a list of it and its options) runs now over ``seeds``
+    (default 0-4) with ``options``. Every side is checked before any trains."""
     if len(sides) < 2:
         raise CompareError(f"compare needs at least two sides (A B ...), got {len(sides)}")
     specs = {chr(ord("A") + index): [str(part) for part in side] if isinstance(side, (list, tuple)) else [str(side)]
              for index, side in enumerate(sides)}
-    found = {}
-    for label, spec in specs.items():  # every side checked (and read) before any trains: a typo in B must not cost A's runs
+    found, configs = {}, {}
+    for label, spec in specs.items():
         if spec[0].endswith((".yaml", ".yml")):
-            check_config_side(label, spec, list(options))
+            configs[label] = check_config_side(label, spec, list(options), vary_split)
         elif len(spec) > 1:
             raise CompareError(f"side {label}: {spec[0]} is no config (.yaml); options go with a config only")
         else:
             found[label] = Side(label, spec[0], load_runs(spec[0], label))
-    return compare_sides([found.get(label) or run_side(label, spec, list(seeds or range(5)), list(options), name, vary_split)
-                          for label, spec in specs.items()])
+    return compare_sides([found.get(label) or run_side(label, spec, configs[label], list(seeds or range(5)), list(options), name,
+                                                       vary_split) for label, spec in specs.items()])
 
 
-def check_config_side(label: str, spec: list[str], options: list[str]) -> None:
-    """Build the side's parts once, nothing trained or written: a bad option or value is one line naming the side."""
+def check_config_side(label: str, spec: list[str], options: list[str], vary_split: bool) -> Any:
+    """The side's built config (nothing trained or written); a bad option is one line naming the side."""
     if not Path(spec[0]).is_file():
         raise CompareError(f"side {label}: {spec[0]}: no such config file")
+    if vary_split and (given := [o for o in [*spec, *options] if o.split("=")[0] == "--data.init_args.seed"]):
+        raise CompareError(f"side {label}: --vary-split sets data.init_args.seed per seed, and {given[0]} sets it too; drop one")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            build(*spec, *options)
+        return build(*spec, *options).config
     except ValueError as error:  # ConfigError: build() turns the parser's refusals into one line too
         raise CompareError(f"side {label}: {error}") from None
