@@ -27,5 +27,5 @@ def check_fraction(name: str, value: float, allow_zero: bool = True) -> None:
         raise ConfigError(f"{name}={value!r} is invalid; expected a fraction in {'[0, 1)' if allow_zero else '(0, 1)'}.")
 
 
-# Said by every error about a data path that is not there (the rule: lightning_models.training.data_paths)
+# Said by every error about a data path that is not there (the rule: lightning_models.training.cli.resolve_data_paths)
 RELATIVE = "a relative path in a config file is relative to that file's folder, on the command line to the working folder"

@@ -22,11 +22,20 @@ OUTPUT_ACTIVATIONS = {
 }
 
 
+def outputs_are_logits(hparams: Mapping[str, Any]) -> bool:
+    """The one answer to "is this classifier's output a logit?": yes under cross-entropy, ClassificationModule's default
+    (also where ``hparams`` name no loss); ``mse_onehot`` outputs are already its ``output_activation``'s."""
+    return hparams.get("loss", "cross_entropy") == "cross_entropy"
+
+
+def answer_activation(hparams: Mapping[str, Any]) -> str:
+    """The activation between the raw net and the class probabilities (an export writes it as layers)."""
+    return "softmax" if outputs_are_logits(hparams) else hparams.get("output_activation", "softmax")
+
+
 def probabilities(outputs: torch.Tensor, hparams: Mapping[str, Any]) -> torch.Tensor:
-    """Class probabilities from a classifier's outputs (its ``forward``): the softmax of a cross-entropy model's logits
-    (also where ``hparams`` name no loss: ClassificationModule's default); ``mse_onehot`` outputs are already its
-    ``output_activation``'s."""
-    return outputs.softmax(dim=-1) if hparams.get("loss", "cross_entropy") == "cross_entropy" else outputs
+    """Class probabilities from a classifier's outputs (its ``forward``)."""
+    return outputs.softmax(dim=-1) if outputs_are_logits(hparams) else outputs
 
 
 class ClassificationModule(TaskModule):

@@ -20,7 +20,7 @@ import lightning_models.inference.numpy_forward as numpy_forward
 from lightning_models.autoencoder import AutoencoderModule
 from lightning_models.callbacks.predictions import PredictionOutputError
 from lightning_models.checks import ConfigError
-from lightning_models.classification import ClassificationModule
+from lightning_models.classification import ClassificationModule, answer_activation
 from lightning_models.inference.prediction_inputs import column_names
 from lightning_models.inference.predictor import PredictionNet, Predictor, load
 from lightning_models.nets import MLP, AutoEncoder
@@ -160,9 +160,8 @@ def numpy_layers(net: PredictionNet, checkpoint: Path) -> list[tuple[str, list[n
             raise refusal
     if kind is RegressionModule:  # the net answers in standardised target units; the module scales back
         layers.append(("linear", [np.diag(module.target_std.cpu().numpy()), module.target_mean.cpu().numpy()]))
-    if kind is ClassificationModule:  # as its predict_step: mse_onehot's output activation, else the softmax
-        activation = module.hparams.output_activation if module.hparams.loss == "mse_onehot" else "softmax"
-        layers += [(name, []) for name in activation.split("_") if name != "identity"]
+    if kind is ClassificationModule:  # as its predict_step
+        layers += [(name, []) for name in answer_activation(module.hparams).split("_") if name != "identity"]
     return layers
 
 
