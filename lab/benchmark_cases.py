@@ -23,6 +23,7 @@ from lightning_models import build, run
 from lightning_models.machine import cpu_has_native_bf16
 from lightning_models.training.experiments import parse_seeds
 from lightning_models.training.run import Parts
+from lightning_models.util import mean_spread
 from lightning_models.workflows.seeds import seed_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +232,7 @@ def time_to_accuracy(args: argparse.Namespace) -> dict:
             "threshold": args.threshold, "precision": runs[0]["precision"], "cpu": machine["cpu"],
             "cpu_native_bf16": machine["cpu_native_bf16"], "template_s": statistics.fmean(r["train_s"] for r in runs),
             "plain_s": None, "ratio": None, "template_loss": None, "plain_loss": None,
-            "test_acc_mean": statistics.fmean(accuracies), "test_acc_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
+            "test_acc_mean": mean_spread(accuracies)[0], "test_acc_std": None if len(runs) < 2 else mean_spread(accuracies)[1],
             "runs": runs}
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
+import math
 from pathlib import Path
 
 import yaml
 
 from lightning_models.training.experiments import Experiment
+from lightning_models.util import mean_spread
 from lightning_models.workflows.seeds import seed_options
 
 # The version of the code that decides metrics. Bump it in the change that moves a metric of any run (a fix, a new
@@ -87,12 +88,23 @@ def write(runs: Path, record: dict) -> None:
 
 
 def cpu_kind(device: str = "cpu") -> str:
-    """What a CPU result's bits depend on: the vector extension torch's kernels use (``cpu AVX2``); a GPU's name."""
+    """What a CPU result's bits depend on: the vector extension torch's kernels use and the vendor (``cpu AVX2 AMD``);
+    a GPU's name."""
     import torch
 
     if device != "cpu" and torch.cuda.is_available():
         return f"cuda {torch.cuda.get_device_name()} ({'.'.join(map(str, torch.cuda.get_device_capability()))})"
-    return f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    return f"cpu {torch.backends.cpu.get_cpu_capability()} {cpu_vendor()}"
+
+
+def cpu_vendor() -> str:
+    """AMD or Intel (their BLAS kernels may differ in the last bits at one vector extension), else "unknown"."""
+    try:
+        found = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("vendor_id"))
+    except (OSError, StopIteration):
+        return "unknown"
+    vendor = found.split(":", 1)[1].strip()
+    return {"AuthenticAMD": "AMD", "GenuineIntel": "Intel"}.get(vendor, vendor)
 
 
 def problems(e: Experiment, kind: str, seed: int, record: dict | None) -> str | None:
@@ -107,12 +119,12 @@ def problems(e: Experiment, kind: str, seed: int, record: dict | None) -> str | 
 
 
 def summarize(per_seed: dict[str, list[float | None]]) -> dict:
-    """Mean, sample std (n - 1; 0 for one seed), n, min and max of each key's values over seeds."""
+    """Mean, sample std (n - 1; None for one seed: no spread is claimed), n, min and max of each key over seeds."""
     out: dict[str, dict] = {"values": {}, "std": {}, "n": {}, "min": {}, "max": {}}
     for key, values in per_seed.items():
         found = [v for v in values if v is not None]
-        out["values"][key] = statistics.fmean(found) if found else None
-        out["std"][key] = statistics.stdev(found) if len(found) > 1 else (0.0 if found else None)
+        mean, spread = mean_spread(found) if found else (None, math.nan)
+        out["values"][key], out["std"][key] = mean, None if math.isnan(spread) else spread
         out["n"][key] = len(found)
         out["min"][key], out["max"][key] = (min(found), max(found)) if found else (None, None)
     return out

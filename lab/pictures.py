@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     missing = []
     for name, experiment, tag in PICTURES:
-        run_dirs = [Path(path) for path in ((rows.get(experiment) or {}).get(args.recipe) or {}).get("run_dirs", []) if path]
+        # run folders are recorded relative to where the reproduction ran: the folder holding the report's folder
+        run_dirs = [report.resolve().parent.parent / path
+                    for path in ((rows.get(experiment) or {}).get(args.recipe) or {}).get("run_dirs", []) if path]
         try:
             if not run_dirs or not run_dirs[0].is_dir():
                 raise LookupError(f"no {args.recipe} run of {experiment} in {report} on this machine")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,27 @@ def read_gpu(index: int) -> dict[str, Any]:
 def gpu_facts(index: int = 0) -> dict[str, Any]:
     """``read_gpu`` in a forked child while this process has not started CUDA: once it has, Lightning can no longer
     fork (``ddp_fork``, a notebook's several devices)."""
-    if torch.cuda.is_initialized() or "fork" not in multiprocessing.get_all_start_methods():
+    if torch.cuda.is_initialized() or not hasattr(os, "fork"):
         return read_gpu(index)
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        return pool.apply(read_gpu, (index,))
+    # A bare fork and a pipe: a multiprocessing Pool forked from a threaded process (pytest-xdist, a notebook) can
+    # deadlock on a lock another thread held at the fork
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            answer = {"facts": read_gpu(index)}
+        except Exception as error:  # noqa: BLE001 - said by the parent
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        os.write(writing, json.dumps(answer).encode())
+        os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        text = pipe.read()
+    os.waitpid(child, 0)
+    answer = json.loads(text or '{"error": "the child reading the GPU died"}')
+    if "error" in answer:
+        raise RuntimeError(f"reading CUDA device {index}: {answer['error']}")
+    return answer["facts"]
 
 
 def auto_precision(accelerator: Any = "auto") -> str:
