@@ -24,8 +24,9 @@ from lightning_models.training.checkpoints import choose_checkpoint
 def write_predictions(predictor: Predictor, inputs: Any, handle: TextIO, batch_size: int, progress: bool = True) -> int:
     """Predict ``inputs`` batch by batch into ``handle`` as CSV; returns the number of rows written."""
     writer, written, path = csv.writer(handle), 0, isinstance(inputs, (str, Path))
-    total = len(image_files(inputs)) if path and predictor.image else len(np.load(inputs, mmap_mode="r")) if path and \
-        Path(inputs).suffix == ".npy" else None if path or not hasattr(inputs, "__len__") else len(inputs)  # for the bar
+    npy = path and Path(inputs).suffix == ".npy" and Path(inputs).is_file()
+    total = (len(image_files(inputs)) if path and predictor.image else len(np.load(inputs, mmap_mode="r")) if npy
+             else None if path or not hasattr(inputs, "__len__") else len(inputs))  # for the bar
     for ids, batch in track(predictor.batches(inputs, batch_size), "predicting", total=total and math.ceil(total / batch_size),
                             console=Console(stderr=True), disable=not (progress and sys.stderr.isatty()), transient=True):
         predictions = predictor.answer(ids, batch)

@@ -110,5 +110,7 @@ class Predictor:
     def batches(self, inputs: Any, batch_size: int = 256) -> Any:
         """``(ids, raw tensor)`` per batch, read, checked and encoded a batch at a time."""
         if isinstance(inputs, (str, Path)) and Path(inputs).suffix == ".npy":
+            if not Path(inputs).is_file():
+                raise PredictionInputError(f"{inputs}: no such file; expected a .npy array of the columns.")
             inputs = np.load(inputs, mmap_mode="r")  # read a batch at a time
         return (image_batches if self.image else table_batches)(inputs, self.spec, batch_size)
