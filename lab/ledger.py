@@ -168,7 +168,8 @@ def results(experiments: list[Experiment], records: dict[tuple[str, str, int], d
     """``RESULTS.json`` from the records alone: a row per experiment, each kind's seeds in seed order."""
     rows = []
     for e in experiments:
-        row = {"experiment": e.name, **e.record(), "source": None, "default": None}
+        entry = {key: shown_path(value) if key.endswith("_config") and value else value for key, value in e.record().items()}
+        row = {"experiment": e.name, **entry, "source": None, "default": None}  # no path of this machine
         for kind in KINDS:
             found = sorted((r for (name, k, _), r in records.items() if name == e.name and k == kind), key=lambda r: r["seed"])
             row[kind] = block(e, kind, found) if found else None

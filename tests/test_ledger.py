@@ -27,6 +27,8 @@ def freshness(experiments, records) -> list[str]:
         names = sorted({line.split()[0] for line in failures})
         failures.append(f"refresh them: {ledger.REFRESH} --only {','.join(names)}")
     data = ledger.results(experiments, records)
+    if str(ROOT) in json.dumps(data):
+        failures.append(f"reports/RESULTS.json holds this machine's path {ROOT}")
     if json.loads((ROOT / "reports" / "RESULTS.json").read_text()) != json.loads(json.dumps(data)):
         failures.append("reports/RESULTS.json differs from the ledger: python lab/reproduce.py --update-readme")
     if (ROOT / "reports" / "RESULTS.md").read_text() != results_page(data, ROOT / "reports"):
