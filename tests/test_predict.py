@@ -249,7 +249,8 @@ def test_predict_script_writes_one_row_per_input_and_refuses_bad_input_in_one_li
     assert bad.stderr.splitlines() == [f"checkpoint: {checkpoint}", "error: bad.csv, line 3, column 'sepal_length': 'n/a' is not a number."]
     assert not list(tmp_path.glob("bad-out.csv*"))  # nothing half-written
     absent = predict_script(str(checkpoint), "absent.npy", cwd=tmp_path)
-    assert absent.returncode == 2 and absent.stderr.splitlines()[-1] == "error: absent.npy: no such file; expected a .npy array of the columns."
+    assert absent.returncode == 2
+    assert absent.stderr.splitlines()[-1] == "error: absent.npy: no such file; expected a .npy array of the columns."
     (tmp_path / "damaged.ckpt").write_bytes(checkpoint.read_bytes()[:2000])
     damaged = predict_script("damaged.ckpt", "new.csv", cwd=tmp_path)
     assert damaged.returncode == 2 and len(damaged.stderr.strip().splitlines()) == 1 and "damaged.ckpt: truncated" in damaged.stderr
