@@ -91,8 +91,8 @@ class TaskModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, predictions, targets = self.model_step(batch)
-        self.check_finite(loss, batch_idx)
-        if self.last_update:
+        if self.last_update:  # once a step: a NaN of an earlier update of the batch reaches the last one
+            self.check_finite(loss, batch_idx)
             self.update_metrics("train", loss, predictions, targets)
         return loss
 
