@@ -50,9 +50,8 @@ def plain_loop(module: torch.nn.Module, images: torch.Tensor, batch_size: int) -
 
 
 def template_path(predictor, images: np.ndarray, batch_size: int) -> str:
-    import runpy
+    from lightning_models.inference.predictor import write_predictions
 
-    write_predictions = runpy.run_path(str(ROOT / "scripts" / "predict.py"))["write_predictions"]
     handle = io.StringIO()
     write_predictions(predictor, images, handle, batch_size, progress=False)
     return handle.getvalue()

@@ -4,37 +4,13 @@
 """
 
 import argparse
-import csv
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
-
-import numpy as np
-from rich.console import Console
-from rich.progress import track
 
 from lightning_models.checks import ConfigError
-from lightning_models.inference.prediction_inputs import PredictionInputError, image_files
-from lightning_models.inference.predictor import Predictor, check_device, load
+from lightning_models.inference.predictor import check_device, load, write_predictions
 from lightning_models.training.checkpoints import choose_checkpoint
-
-
-def write_predictions(predictor: Predictor, inputs: Any, handle: TextIO, batch_size: int, progress: bool = True) -> int:
-    """Predict ``inputs`` batch by batch into ``handle`` as CSV; returns the number of rows written."""
-    writer, written, path = csv.writer(handle), 0, isinstance(inputs, (str, Path))
-    npy = path and Path(inputs).suffix == ".npy" and Path(inputs).is_file()
-    total = (len(image_files(inputs)) if path and predictor.image else len(np.load(inputs, mmap_mode="r")) if npy
-             else None if path or not hasattr(inputs, "__len__") else len(inputs))  # for the bar
-    for ids, batch in track(predictor.batches(inputs, batch_size), "predicting", total=total and math.ceil(total / batch_size),
-                            console=Console(stderr=True), disable=not (progress and sys.stderr.isatty()), transient=True):
-        predictions = predictor.answer(ids, batch)
-        writer.writerows([predictions.header()] * (not written) + predictions.values())
-        written += len(predictions)
-    if not written:
-        raise PredictionInputError(f"{inputs}: no inputs in it to predict.")
-    return written
 
 
 def main() -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import math
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from rich.console import Console
+from rich.progress import track
 from torch import nn
 
 from lightning_models.callbacks.predictions import Predictions
 from lightning_models.checks import ConfigError
-from lightning_models.inference.prediction_inputs import PredictionInputError, image_batches, table_batches
+from lightning_models.inference.prediction_inputs import PredictionInputError, image_batches, image_files, table_batches
 from lightning_models.training.checkpoints import CheckpointError, choose_checkpoint, load_module, read_checkpoint
 from lightning_models.util import import_class
 
@@ -114,3 +119,19 @@ class Predictor:
                 raise PredictionInputError(f"{inputs}: no such file; expected a .npy array of the columns.")
             inputs = np.load(inputs, mmap_mode="r")  # read a batch at a time
         return (image_batches if self.image else table_batches)(inputs, self.spec, batch_size)
+
+
+def write_predictions(predictor: Predictor, inputs: Any, handle: TextIO, batch_size: int, progress: bool = True) -> int:
+    """Predict ``inputs`` batch by batch into ``handle`` as CSV; returns the number of rows written."""
+    writer, written, path = csv.writer(handle), 0, isinstance(inputs, (str, Path))
+    npy = path and Path(inputs).suffix == ".npy" and Path(inputs).is_file()
+    total = (len(image_files(inputs)) if path and predictor.image else len(np.load(inputs, mmap_mode="r")) if npy
+             else None if path or not hasattr(inputs, "__len__") else len(inputs))  # for the bar
+    for ids, batch in track(predictor.batches(inputs, batch_size), "predicting", total=total and math.ceil(total / batch_size),
+                            console=Console(stderr=True), disable=not (progress and sys.stderr.isatty()), transient=True):
+        predictions = predictor.answer(ids, batch)
+        writer.writerows([predictions.header()] * (not written) + predictions.values())
+        written += len(predictions)
+    if not written:
+        raise PredictionInputError(f"{inputs}: no inputs in it to predict.")
+    return written
